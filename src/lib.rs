@@ -1,0 +1,1 @@
+//! coinsphere-ml: per-symbol LSTM price forecasts and CB-05 risk scores.
