@@ -1,1 +1,3 @@
 //! coinsphere-ml: per-symbol LSTM price forecasts and CB-05 risk scores.
+
+pub mod forecast;
