@@ -46,6 +46,9 @@ pub struct TrainingSummary {
     /// Mean absolute percentage error (0.05 = 5%) of recursive forecasts from the validation
     /// tail, index `h - 1` for horizon `h`, for every horizon the tail could measure.
     pub validation_mape_by_horizon: Vec<f64>,
+    /// |ln(forecast / actual)| of every recursive validation forecast, index `h - 1` for
+    /// horizon `h` (same horizons as above): the conformal residuals behind intervals.
+    pub validation_abs_log_errors_by_horizon: Vec<Vec<f64>>,
     pub train_seconds: f64,
 }
 
