@@ -1,10 +1,20 @@
 //! The LSTM forecaster of SPEC section 3: a fused CPU kernel with a hand-written backward pass.
 //!
 //! [`train`] turns a price series into a [`TrainedLstm`]; only a trained model can forecast.
+//!
+//! Layout: `config` (hyper-parameters), `network` (parameter layout, forward and backward
+//! passes), `kernel` (GEMM wrapper and vectorised gate non-linearities), `train` (scaling, Adam,
+//! the epoch loop, validation), `artefact` (safetensors with PyTorch's names).
 
+mod artefact;
 mod config;
+mod kernel;
+mod network;
+mod train;
 
 pub use config::LstmConfig;
+
+use network::{Layout, Predictor};
 
 use serde::{Deserialize, Serialize};
 
@@ -28,16 +38,22 @@ pub enum LstmError {
 /// Min-max scaling fitted on the training series.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MinMaxScaler {
+    /// Price that maps to 0.
     pub min: f64,
+    /// Price that maps to 1 (always above `min`: a constant series gets a sliver of range).
     pub max: f64,
 }
 
 /// What a training run measured.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainingSummary {
+    /// Prices the model was trained on (training and validation part).
     pub n_prices: usize,
+    /// Windows used for gradient steps.
     pub n_train_windows: usize,
+    /// Windows of the chronological validation tail.
     pub n_validation_windows: usize,
+    /// Epochs trained.
     pub epochs_run: usize,
     /// Mean training MSE (scaled units) of the last epoch.
     pub final_train_loss: f64,
@@ -49,25 +65,39 @@ pub struct TrainingSummary {
     /// |ln(forecast / actual)| of every recursive validation forecast, index `h - 1` for
     /// horizon `h` (same horizons as above): the conformal residuals behind intervals.
     pub validation_abs_log_errors_by_horizon: Vec<Vec<f64>>,
+    /// Wall-clock seconds of the training run (including validation).
     pub train_seconds: f64,
 }
 
 /// A fitted LSTM: weights, scaler, config and training summary.
 #[derive(Clone, Debug)]
 pub struct TrainedLstm {
-    _private: (),
+    config: LstmConfig,
+    layout: Layout,
+    params: Vec<f32>,
+    scaler: MinMaxScaler,
+    summary: TrainingSummary,
 }
 
 /// Progress of one epoch, for progress bars and logs.
 #[derive(Clone, Copy, Debug)]
 pub struct EpochProgress {
+    /// Epoch just finished, from 1.
     pub epoch: usize,
+    /// Epochs planned.
     pub epochs: usize,
+    /// Mean training MSE (scaled units) of the epoch.
     pub train_loss: f64,
+    /// One-step validation MSE (scaled units) after the epoch.
     pub validation_loss: f64,
 }
 
 /// Trains an LSTM on `prices` (oldest first, finite, > 0).
+///
+/// Windows `prices[i..i + L]` predict `prices[i + L]` (scaled); the last `validation_fraction`
+/// of the windows is held out, batches run in chronological order (no shuffling), and the
+/// returned weights are those of the epoch with the lowest validation loss (see
+/// `train::RESTORE_BEST_WEIGHTS`). Same config and prices, same model.
 ///
 /// # Errors
 /// [`LstmError::NotEnoughPrices`] for too short a series, [`LstmError::Diverged`] if the
@@ -77,45 +107,127 @@ pub fn train(
     prices: &[f64],
     progress: &mut dyn FnMut(EpochProgress),
 ) -> Result<TrainedLstm, LstmError> {
-    let _ = (config, prices, progress);
-    todo!("fused LSTM training (issue 2)")
+    validate_config(config).map_err(LstmError::Diverged)?;
+    let layout = Layout {
+        hidden: config.hidden_size,
+        layers: config.num_layers,
+    };
+    let (data, scaler) = train::prepare(config, prices)?;
+    let fitted = train::fit(config, layout, prices, &data, scaler, progress)?;
+    Ok(TrainedLstm {
+        config: config.clone(),
+        layout,
+        params: fitted.params,
+        scaler,
+        summary: fitted.summary,
+    })
+}
+
+/// Rejects configs no network can be built from.
+fn validate_config(config: &LstmConfig) -> Result<(), String> {
+    if config.sequence_length == 0 || config.hidden_size == 0 || config.num_layers == 0 {
+        return Err(format!(
+            "config needs sequence_length, hidden_size and num_layers > 0, got {}, {}, {}",
+            config.sequence_length, config.hidden_size, config.num_layers
+        ));
+    }
+    if !(0.0..1.0).contains(&config.dropout) {
+        return Err(format!("dropout must be in [0, 1), got {}", config.dropout));
+    }
+    Ok(())
 }
 
 impl TrainedLstm {
+    /// The hyper-parameters the model was trained with.
     pub fn config(&self) -> &LstmConfig {
-        todo!()
+        &self.config
     }
+
+    /// The scaler fitted on the training series.
     pub fn scaler(&self) -> MinMaxScaler {
-        todo!()
+        self.scaler
     }
+
+    /// What training measured.
     pub fn summary(&self) -> &TrainingSummary {
-        todo!()
+        &self.summary
     }
 
     /// Recursive forecast: the path of the next `horizon` prices after `history`.
     ///
     /// # Errors
     /// [`LstmError::HistoryTooShort`] when `history` is shorter than the window.
+    /// Uses the last `sequence_length` prices; each predicted (scaled) value is appended to the
+    /// window for the next step. Prices are floored at a tiny positive value so that a wild
+    /// extrapolation never yields a non-positive price.
     pub fn forecast(&self, history: &[f64], horizon: usize) -> Result<Vec<f64>, LstmError> {
-        let _ = (history, horizon);
-        todo!()
+        let steps = self.config.sequence_length;
+        if history.len() < steps {
+            return Err(LstmError::HistoryTooShort {
+                needed: steps,
+                got: history.len(),
+            });
+        }
+        let mut window: Vec<f32> = history[history.len() - steps..]
+            .iter()
+            .map(|&p| self.scaler.scale(p))
+            .collect();
+        let floor = train::price_floor(self.scaler);
+        let mut out = Vec::with_capacity(horizon);
+        PREDICTOR.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let predictor = match &mut *slot {
+                Some((layout, steps_cached, p))
+                    if *layout == self.layout && *steps_cached == steps =>
+                {
+                    p
+                }
+                _ => {
+                    &mut slot
+                        .insert((self.layout, steps, Predictor::new(self.layout, steps, 1)))
+                        .2
+                }
+            };
+            let mut y = [0.0f32];
+            for _ in 0..horizon {
+                predictor.predict(&self.params, &[&window], &mut y);
+                let price = self.scaler.unscale(y[0]);
+                out.push(if price.is_finite() {
+                    price.max(floor)
+                } else {
+                    floor
+                });
+                window.rotate_left(1);
+                window[steps - 1] = y[0];
+            }
+        });
+        Ok(out)
     }
 
     /// Validation MAPE at `horizon`; beyond the measured horizons it is extrapolated
     /// from the last measured one by sqrt(h) (random-walk error growth).
     pub fn validation_mape(&self, horizon: usize) -> f64 {
-        let _ = horizon;
-        todo!()
+        let mape = &self.summary.validation_mape_by_horizon;
+        let h = horizon.max(1);
+        match mape.len() {
+            0 => f64::NAN,
+            n if h <= n => mape[h - 1],
+            n => mape[n - 1] * (h as f64 / n as f64).sqrt(),
+        }
     }
 
     /// The weights as safetensors with PyTorch's parameter names.
     pub fn weights_safetensors(&self) -> Vec<u8> {
-        todo!()
+        artefact::to_safetensors(self.layout, &self.params)
     }
 
     /// The JSON-able metadata (config, scaler, summary) that goes with the weights.
     pub fn metadata(&self) -> LstmMetadata {
-        todo!()
+        LstmMetadata {
+            config: self.config.clone(),
+            scaler: self.scaler,
+            summary: self.summary.clone(),
+        }
     }
 
     /// Rebuilds a model from safetensors weights and its metadata.
@@ -123,15 +235,186 @@ impl TrainedLstm {
     /// # Errors
     /// [`LstmError::InvalidArtefact`] when names, shapes or the config disagree.
     pub fn from_parts(weights: &[u8], metadata: LstmMetadata) -> Result<Self, LstmError> {
-        let _ = (weights, metadata);
-        todo!()
+        validate_config(&metadata.config).map_err(LstmError::InvalidArtefact)?;
+        let s = metadata.scaler;
+        if !(s.min.is_finite() && s.max.is_finite() && s.max > s.min) {
+            return Err(LstmError::InvalidArtefact(format!(
+                "scaler needs finite min < max, got {} and {}",
+                s.min, s.max
+            )));
+        }
+        let layout = Layout {
+            hidden: metadata.config.hidden_size,
+            layers: metadata.config.num_layers,
+        };
+        let params = artefact::from_safetensors(layout, weights)?;
+        Ok(Self {
+            config: metadata.config,
+            layout,
+            params,
+            scaler: metadata.scaler,
+            summary: metadata.summary,
+        })
     }
 }
 
 /// The model's sidecar content (the store adds format version and checksum around it).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LstmMetadata {
+    /// Hyper-parameters (they fix the tensor shapes).
     pub config: LstmConfig,
+    /// Scaler fitted on the training series.
     pub scaler: MinMaxScaler,
+    /// What training measured.
     pub summary: TrainingSummary,
+}
+
+thread_local! {
+    /// One single-window predictor per thread, so a forecast allocates nothing after the first.
+    static PREDICTOR: std::cell::RefCell<Option<(Layout, usize, Predictor)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn btc_closes(last: usize) -> Vec<f64> {
+        let csv = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/prices/BTC.csv"),
+        )
+        .unwrap();
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let col = header.iter().position(|h| *h == "close").unwrap();
+        let closes: Vec<f64> = lines
+            .map(|l| l.split(',').nth(col).unwrap().parse().unwrap())
+            .collect();
+        closes[closes.len() - last..].to_vec()
+    }
+
+    fn quick_config(epochs: usize) -> LstmConfig {
+        LstmConfig {
+            epochs,
+            hidden_size: 16,
+            threads: 1,
+            ..LstmConfig::default()
+        }
+    }
+
+    #[test]
+    fn training_on_real_btc_prices_lowers_the_loss() {
+        let prices = btc_closes(300);
+        let mut losses = Vec::new();
+        let config = LstmConfig {
+            epochs: 6,
+            ..LstmConfig::default()
+        };
+        let model = train(&config, &prices, &mut |p| losses.push(p.train_loss)).unwrap();
+        assert_eq!(losses.len(), 6);
+        assert!(
+            losses[5] < 0.5 * losses[0],
+            "training loss should fall: {losses:?}"
+        );
+        let s = model.summary();
+        assert_eq!(s.n_train_windows + s.n_validation_windows, 240);
+        assert_eq!(s.n_validation_windows, 36);
+        assert_eq!(s.validation_mape_by_horizon.len(), 32);
+        assert_eq!(s.validation_abs_log_errors_by_horizon[0].len(), 36);
+        assert_eq!(s.validation_abs_log_errors_by_horizon[31].len(), 5);
+        assert!(s.validation_loss.is_finite() && s.validation_mape_by_horizon[0] < 0.5);
+        let extrapolated = model.validation_mape(128);
+        assert!((extrapolated - s.validation_mape_by_horizon[31] * 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_constant_series_trains_to_finite_weights_and_forecasts_the_constant() {
+        for prices in [
+            vec![42.0; 200],
+            (0..200).map(|i| 42.0 + 1e-9 * f64::from(i % 2)).collect(),
+        ] {
+            let model = train(&quick_config(3), &prices, &mut |_| {}).unwrap();
+            assert!(model.params.iter().all(|p| p.is_finite()));
+            let path = model.forecast(&prices, 10).unwrap();
+            assert!(path.iter().all(|p| (p - 42.0).abs() < 1e-3), "{path:?}");
+            assert!(model
+                .summary()
+                .validation_mape_by_horizon
+                .iter()
+                .all(|m| m.is_finite()));
+        }
+    }
+
+    #[test]
+    fn forecast_returns_exactly_h_prices_and_the_h_step_path_extends_the_one_step_one() {
+        let prices = btc_closes(200);
+        let model = train(&quick_config(2), &prices, &mut |_| {}).unwrap();
+        let one = model.forecast(&prices, 1).unwrap();
+        let seven = model.forecast(&prices, 7).unwrap();
+        assert_eq!(one.len(), 1);
+        assert_eq!(seven.len(), 7);
+        assert_eq!(one[0], seven[0]);
+        assert_ne!(seven[6], seven[0]);
+        assert!(model.forecast(&prices, 0).unwrap().is_empty());
+        assert!(matches!(
+            model.forecast(&prices[..59], 1),
+            Err(LstmError::HistoryTooShort {
+                needed: 60,
+                got: 59
+            })
+        ));
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_model_and_threads_only_change_rounding() {
+        let prices = btc_closes(200);
+        let a = train(&quick_config(2), &prices, &mut |_| {}).unwrap();
+        let b = train(&quick_config(2), &prices, &mut |_| {}).unwrap();
+        assert_eq!(a.params, b.params);
+        let two = LstmConfig {
+            threads: 2,
+            ..quick_config(2)
+        };
+        let c = train(&two, &prices, &mut |_| {}).unwrap();
+        let max_diff = a
+            .params
+            .iter()
+            .zip(&c.params)
+            .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(max_diff < 1e-3, "1 vs 2 threads differ by {max_diff}");
+    }
+
+    #[test]
+    fn too_few_prices_is_a_clear_error() {
+        assert!(matches!(
+            train(&quick_config(1), &[1.0; 61], &mut |_| {}),
+            Err(LstmError::NotEnoughPrices {
+                needed: 62,
+                got: 61
+            })
+        ));
+    }
+
+    #[test]
+    fn weights_round_trip_through_safetensors_and_bad_artefacts_are_rejected() {
+        let prices = btc_closes(200);
+        let model = train(&quick_config(1), &prices, &mut |_| {}).unwrap();
+        let bytes = model.weights_safetensors();
+        let back = TrainedLstm::from_parts(&bytes, model.metadata()).unwrap();
+        assert_eq!(back.params, model.params);
+        assert_eq!(
+            back.forecast(&prices, 3).unwrap(),
+            model.forecast(&prices, 3).unwrap()
+        );
+        let mut wrong = model.metadata();
+        wrong.config.hidden_size = 32;
+        assert!(matches!(
+            TrainedLstm::from_parts(&bytes, wrong),
+            Err(LstmError::InvalidArtefact(_))
+        ));
+        assert!(matches!(
+            TrainedLstm::from_parts(b"not safetensors", model.metadata()),
+            Err(LstmError::InvalidArtefact(_))
+        ));
+    }
 }
