@@ -59,6 +59,71 @@ pub(crate) fn sgemm(
     }
 }
 
+/// `C += A * B` for small row-major matrices (`m x k` times `k x n`, leading dimensions `lda`,
+/// `ldb`, `ldc`): the per-time-step products of the recurrence.
+///
+/// matrixmultiply packs both operands and allocates on every call; for a 16 x 64 x 256 product
+/// that overhead was a third of training time (profiled), so the step products use this
+/// register-blocked kernel (4 rows x 16 columns of accumulators) that reads the operands in place.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn small_gemm_acc(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    assert!(
+        lda >= k && ldb >= n && ldc >= n,
+        "small_gemm_acc: leading dimensions"
+    );
+    assert!(a.len() >= (m - 1) * lda + k, "small_gemm_acc: A too short");
+    assert!(b.len() >= (k - 1) * ldb + n, "small_gemm_acc: B too short");
+    assert!(c.len() >= (m - 1) * ldc + n, "small_gemm_acc: C too short");
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports AVX2 and FMA; the asserts above bound every access.
+            unsafe { simd::gemm_acc(m, k, n, a, lda, b, ldb, c, ldc) };
+            return;
+        }
+    }
+    gemm_acc_scalar(0..m, 0..n, k, a, lda, b, ldb, c, ldc);
+}
+
+/// Plain `C += A * B` over a block of rows and columns (tails and CPUs without AVX2).
+#[allow(clippy::too_many_arguments)]
+fn gemm_acc_scalar(
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+    k: usize,
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    ldb: usize,
+    c: &mut [f32],
+    ldc: usize,
+) {
+    for i in rows {
+        let crow = &mut c[i * ldc + cols.start..i * ldc + cols.end];
+        for kk in 0..k {
+            let av = a[i * lda + kk];
+            let brow = &b[kk * ldb + cols.start..kk * ldb + cols.end];
+            for (cv, bv) in crow.iter_mut().zip(brow) {
+                *cv += av * bv;
+            }
+        }
+    }
+}
+
 /// Fast `exp` (Cephes `expf`): branch-free so that loops over it vectorise.
 #[inline(always)]
 pub(crate) fn fast_exp(x: f32) -> f32 {
@@ -105,6 +170,197 @@ pub(crate) fn fast_tanh(x: f32) -> f32 {
     }
 }
 
+/// Applies `f` in place: 8 lanes at a time with AVX2/FMA where available, `scalar` elsewhere.
+///
+/// The compiler would not vectorise the scalar polynomials on its own (measured: the gate pass
+/// stayed scalar and took 70% of training), hence explicit intrinsics.
+#[inline(always)]
+fn map_in_place(values: &mut [f32], kind: Activation) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
+            unsafe { simd::map_in_place(values, kind) };
+            return;
+        }
+    }
+    for v in values {
+        *v = kind.scalar(*v);
+    }
+}
+
+/// The two gate non-linearities.
+#[derive(Clone, Copy)]
+pub(crate) enum Activation {
+    Sigmoid,
+    Tanh,
+}
+
+impl Activation {
+    #[inline(always)]
+    fn scalar(self, x: f32) -> f32 {
+        match self {
+            Activation::Sigmoid => fast_sigmoid(x),
+            Activation::Tanh => fast_tanh(x),
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    //! AVX2/FMA versions of the polynomials above, 8 lanes at a time.
+    use super::Activation;
+    use std::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn exp8(x: __m256) -> __m256 {
+        const MAGIC: f32 = 12_582_912.0;
+        let x = _mm256_min_ps(
+            _mm256_max_ps(x, _mm256_set1_ps(-87.0)),
+            _mm256_set1_ps(88.0),
+        );
+        let shifted = _mm256_fmadd_ps(
+            x,
+            _mm256_set1_ps(std::f32::consts::LOG2_E),
+            _mm256_set1_ps(MAGIC),
+        );
+        let n = _mm256_sub_ps(shifted, _mm256_set1_ps(MAGIC));
+        let n_int = _mm256_sub_epi32(
+            _mm256_castps_si256(shifted),
+            _mm256_set1_epi32(MAGIC.to_bits() as i32),
+        );
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693_359_4), x);
+        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.121_944_4e-4), r);
+        let z = _mm256_mul_ps(r, r);
+        let mut p = _mm256_set1_ps(1.987_569_1e-4);
+        for c in [
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            1.666_666_5e-1,
+            5.0e-1,
+        ] {
+            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
+        }
+        let y = _mm256_add_ps(_mm256_fmadd_ps(p, z, r), _mm256_set1_ps(1.0));
+        let scale = _mm256_castsi256_ps(_mm256_slli_epi32(
+            _mm256_add_epi32(n_int, _mm256_set1_epi32(127)),
+            23,
+        ));
+        _mm256_mul_ps(y, scale)
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn sigmoid8(x: __m256) -> __m256 {
+        let one = _mm256_set1_ps(1.0);
+        let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));
+        _mm256_div_ps(one, _mm256_add_ps(one, e))
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn tanh8(x: __m256) -> __m256 {
+        let z = _mm256_mul_ps(x, x);
+        let mut p = _mm256_set1_ps(-5.704_988_7e-3);
+        for c in [2.063_909e-2, -5.373_971_6e-2, 1.333_144_2e-1, -3.333_328e-1] {
+            p = _mm256_fmadd_ps(p, z, _mm256_set1_ps(c));
+        }
+        let small = _mm256_fmadd_ps(_mm256_mul_ps(p, z), x, x);
+        let one = _mm256_set1_ps(1.0);
+        let e = exp8(_mm256_add_ps(x, x));
+        let large = _mm256_sub_ps(
+            one,
+            _mm256_div_ps(_mm256_set1_ps(2.0), _mm256_add_ps(e, one)),
+        );
+        let abs = _mm256_andnot_ps(_mm256_set1_ps(-0.0), x);
+        let is_small = _mm256_cmp_ps::<_CMP_LT_OQ>(abs, _mm256_set1_ps(0.625));
+        _mm256_blendv_ps(large, small, is_small)
+    }
+
+    /// AVX2 body of [`super::small_gemm_acc`]; the caller checked all extents.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn gemm_acc(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: &[f32],
+        lda: usize,
+        b: &[f32],
+        ldb: usize,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
+        let n16 = n - n % 16;
+        let m4 = m - m % 4;
+        // SAFETY (all pointer accesses below): rows < m, columns < n and kk < k, which the
+        // caller's asserts bound inside `a`, `b` and `c`.
+        unsafe {
+            for i in (0..m4).step_by(4) {
+                for j in (0..n16).step_by(16) {
+                    let mut acc = [_mm256_setzero_ps(); 8];
+                    for kk in 0..k {
+                        let b0 = _mm256_loadu_ps(bp.add(kk * ldb + j));
+                        let b1 = _mm256_loadu_ps(bp.add(kk * ldb + j + 8));
+                        for r in 0..4 {
+                            let av = _mm256_set1_ps(*ap.add((i + r) * lda + kk));
+                            acc[2 * r] = _mm256_fmadd_ps(av, b0, acc[2 * r]);
+                            acc[2 * r + 1] = _mm256_fmadd_ps(av, b1, acc[2 * r + 1]);
+                        }
+                    }
+                    for r in 0..4 {
+                        let c0 = cp.add((i + r) * ldc + j);
+                        _mm256_storeu_ps(c0, _mm256_add_ps(_mm256_loadu_ps(c0), acc[2 * r]));
+                        let c1 = c0.add(8);
+                        _mm256_storeu_ps(c1, _mm256_add_ps(_mm256_loadu_ps(c1), acc[2 * r + 1]));
+                    }
+                }
+            }
+            for i in m4..m {
+                for j in (0..n16).step_by(16) {
+                    let mut acc0 = _mm256_setzero_ps();
+                    let mut acc1 = _mm256_setzero_ps();
+                    for kk in 0..k {
+                        let av = _mm256_set1_ps(*ap.add(i * lda + kk));
+                        acc0 = _mm256_fmadd_ps(av, _mm256_loadu_ps(bp.add(kk * ldb + j)), acc0);
+                        acc1 = _mm256_fmadd_ps(av, _mm256_loadu_ps(bp.add(kk * ldb + j + 8)), acc1);
+                    }
+                    let c0 = cp.add(i * ldc + j);
+                    _mm256_storeu_ps(c0, _mm256_add_ps(_mm256_loadu_ps(c0), acc0));
+                    let c1 = c0.add(8);
+                    _mm256_storeu_ps(c1, _mm256_add_ps(_mm256_loadu_ps(c1), acc1));
+                }
+            }
+        }
+        if n16 < n {
+            super::gemm_acc_scalar(0..m, n16..n, k, a, lda, b, ldb, c, ldc);
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) fn map_in_place(values: &mut [f32], kind: Activation) {
+        let mut chunks = values.chunks_exact_mut(8);
+        for chunk in &mut chunks {
+            // SAFETY: `chunk` holds exactly 8 f32s, the width of an unaligned 256-bit load/store.
+            unsafe {
+                let x = _mm256_loadu_ps(chunk.as_ptr());
+                let y = match kind {
+                    Activation::Sigmoid => sigmoid8(x),
+                    Activation::Tanh => tanh8(x),
+                };
+                _mm256_storeu_ps(chunk.as_mut_ptr(), y);
+            }
+        }
+        for v in chunks.into_remainder() {
+            *v = kind.scalar(*v);
+        }
+    }
+}
+
 /// One time step of the gate non-linearities for a block of rows.
 ///
 /// `gates` holds `rows x 4H` pre-activations (order i, f, g, o) and is overwritten with the
@@ -118,72 +374,36 @@ pub(crate) fn cell_forward(
     tanh_c: &mut [f32],
     h: &mut [f32],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports AVX2 and FMA (checked just above).
-            unsafe { cell_forward_avx2(hidden, gates, c_prev, c, tanh_c, h) };
-            return;
-        }
-    }
-    cell_forward_generic(hidden, gates, c_prev, c, tanh_c, h);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-fn cell_forward_avx2(
-    hidden: usize,
-    gates: &mut [f32],
-    c_prev: Option<&[f32]>,
-    c: &mut [f32],
-    tanh_c: &mut [f32],
-    h: &mut [f32],
-) {
-    cell_forward_generic(hidden, gates, c_prev, c, tanh_c, h);
-}
-
-#[inline(always)]
-fn cell_forward_generic(
-    hidden: usize,
-    gates: &mut [f32],
-    c_prev: Option<&[f32]>,
-    c: &mut [f32],
-    tanh_c: &mut [f32],
-    h: &mut [f32],
-) {
     let g4 = 4 * hidden;
     let rows = gates.len() / g4;
     for r in 0..rows {
         let row = &mut gates[r * g4..(r + 1) * g4];
-        let (gi, rest) = row.split_at_mut(hidden);
-        let (gf, rest) = rest.split_at_mut(hidden);
-        let (gg, go) = rest.split_at_mut(hidden);
+        let (ifg, go) = row.split_at_mut(3 * hidden);
+        let (if_, gg) = ifg.split_at_mut(2 * hidden);
+        map_in_place(if_, Activation::Sigmoid);
+        map_in_place(gg, Activation::Tanh);
+        map_in_place(go, Activation::Sigmoid);
+        let (gi, gf) = if_.split_at(hidden);
         let cr = &mut c[r * hidden..(r + 1) * hidden];
         let tr = &mut tanh_c[r * hidden..(r + 1) * hidden];
         let hr = &mut h[r * hidden..(r + 1) * hidden];
-        for j in 0..hidden {
-            gi[j] = fast_sigmoid(gi[j]);
-            gf[j] = fast_sigmoid(gf[j]);
-            gg[j] = fast_tanh(gg[j]);
-            go[j] = fast_sigmoid(go[j]);
-        }
         match c_prev {
             Some(cp) => {
                 let cp = &cp[r * hidden..(r + 1) * hidden];
-                for j in 0..hidden {
-                    cr[j] = gf[j] * cp[j] + gi[j] * gg[j];
+                for ((((c, cp), i), f), g) in cr.iter_mut().zip(cp).zip(gi).zip(gf).zip(&*gg) {
+                    *c = f * cp + i * g;
                 }
             }
             None => {
-                for j in 0..hidden {
-                    cr[j] = gi[j] * gg[j];
+                for ((c, i), g) in cr.iter_mut().zip(gi).zip(&*gg) {
+                    *c = i * g;
                 }
             }
         }
-        for j in 0..hidden {
-            tr[j] = fast_tanh(cr[j]);
-            hr[j] = go[j] * tr[j];
+        tr.copy_from_slice(cr);
+        map_in_place(tr, Activation::Tanh);
+        for ((h, t), o) in hr.iter_mut().zip(&*tr).zip(&*go) {
+            *h = o * t;
         }
     }
 }
@@ -257,15 +477,23 @@ fn cell_backward_generic(
         let dhr = &dh[r * hidden..(r + 1) * hidden];
         let dcr = &mut dc[r * hidden..(r + 1) * hidden];
         let cp = &c_prev[r * hidden..(r + 1) * hidden];
-        for j in 0..hidden {
-            let (i, f, g, o, t) = (gi[j], gf[j], gg[j], go[j], tr[j]);
-            let d_h = dhr[j];
-            let d_c = dcr[j] + d_h * o * (1.0 - t * t);
-            di[j] = d_c * g * i * (1.0 - i);
-            df[j] = d_c * cp[j] * f * (1.0 - f);
-            dg[j] = d_c * i * (1.0 - g * g);
-            dout[j] = d_h * t * o * (1.0 - o);
-            dcr[j] = d_c * f;
+        let activations = gi.iter().zip(gf).zip(gg).zip(go).zip(tr).zip(cp);
+        let grads = di
+            .iter_mut()
+            .zip(df.iter_mut())
+            .zip(dg.iter_mut())
+            .zip(dout.iter_mut())
+            .zip(dhr)
+            .zip(dcr.iter_mut());
+        for ((((((i, f), g), o), t), c_before), (((((di, df), dg), d_o), d_h), dc)) in
+            activations.zip(grads)
+        {
+            let d_c = *dc + d_h * o * (1.0 - t * t);
+            *di = d_c * g * i * (1.0 - i);
+            *df = d_c * c_before * f * (1.0 - f);
+            *dg = d_c * i * (1.0 - g * g);
+            *d_o = d_h * t * o * (1.0 - o);
+            *dc = d_c * f;
         }
     }
 }
@@ -273,6 +501,38 @@ fn cell_backward_generic(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_small_gemm_matches_a_naive_product_for_awkward_shapes() {
+        for (m, k, n) in [(1, 64, 256), (7, 5, 19), (16, 256, 64), (5, 3, 33)] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
+            let mut c = vec![1.0f32; m * n];
+            small_gemm_acc(m, k, n, &a, k, &b, n, &mut c, n);
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f32 = 1.0 + (0..k).map(|q| a[i * k + q] * b[q * n + j]).sum::<f32>();
+                    assert_eq!(c[i * n + j], want, "({m},{k},{n}) at ({i},{j})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_vectorised_activations_match_the_scalar_ones() {
+        let xs: Vec<f32> = (0..1001).map(|i| (i as f32 - 500.0) * 0.031).collect();
+        for kind in [Activation::Sigmoid, Activation::Tanh] {
+            let mut v = xs.clone();
+            map_in_place(&mut v, kind);
+            for (x, y) in xs.iter().zip(&v) {
+                let want = kind.scalar(*x);
+                assert!(
+                    (y - want).abs() <= 2e-7 * want.abs().max(1e-3),
+                    "{x}: {y} vs {want}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn fast_exp_sigmoid_and_tanh_match_the_standard_library() {

@@ -7,7 +7,20 @@
 
 use std::ops::Range;
 
-use super::kernel::{cell_backward, cell_forward, sgemm};
+use super::kernel::{cell_backward, cell_forward, sgemm, small_gemm_acc};
+
+/// `W_hh^T` (`H x 4H`) of every layer, so the per-step product streams rows of the weights.
+fn transpose_recurrent(layout: Layout, p: &[f32], out: &mut [Vec<f32>]) {
+    let (h, g) = (layout.hidden, layout.gates());
+    for (l, wt) in out.iter_mut().enumerate() {
+        let w = &p[layout.w_hh(l)];
+        for (gi, row) in w.chunks_exact(h).enumerate() {
+            for (k, v) in row.iter().enumerate() {
+                wt[k * g + gi] = *v;
+            }
+        }
+    }
+}
 
 /// Shape of the stacked LSTM plus its linear head (input size 1, output size 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -139,6 +152,7 @@ pub(crate) struct Workspace {
     dropout: bool,
     layers: Vec<LayerBuffers>,
     zeros: Vec<f32>,
+    w_hh_t: Vec<Vec<f32>>,
     dgates: Vec<f32>,
     dh_out: Vec<f32>,
     dc: Vec<f32>,
@@ -198,6 +212,7 @@ impl Workspace {
             dropout: false,
             layers,
             zeros: vec![0.0; batch * h],
+            w_hh_t: vec![vec![0.0; h * g]; layout.layers],
             dgates: vec![0.0; tb * g],
             dh_out: vec![0.0; tb * h],
             dc: vec![0.0; batch * h],
@@ -252,6 +267,7 @@ impl Workspace {
         let lay = self.layout;
         let (hd, g, bt, steps) = (lay.hidden, lay.gates(), self.batch, self.steps);
         let (bh, bg) = (bt * hd, bt * g);
+        transpose_recurrent(lay, p, &mut self.w_hh_t);
         for l in 0..lay.layers {
             let (below, rest) = self.layers.split_at_mut(l);
             let cur = &mut rest[0];
@@ -281,25 +297,13 @@ impl Workspace {
                 &mut cur.gates,
                 (g, 1),
             );
-            let w_hh = &p[lay.w_hh(l)];
+            let w_hh_t = &self.w_hh_t[l];
             for t in 0..steps {
                 let gt = &mut cur.gates[t * bg..(t + 1) * bg];
                 let (h_done, h_rest) = cur.h.split_at_mut(t * bh);
                 let (c_done, c_rest) = cur.c.split_at_mut(t * bh);
                 if t > 0 {
-                    sgemm(
-                        bt,
-                        hd,
-                        g,
-                        1.0,
-                        &h_done[(t - 1) * bh..],
-                        (hd, 1),
-                        w_hh,
-                        (1, hd),
-                        1.0,
-                        gt,
-                        (g, 1),
-                    );
+                    small_gemm_acc(bt, hd, g, &h_done[(t - 1) * bh..], hd, w_hh_t, g, gt, g);
                 }
                 let c_prev = (t > 0).then(|| &c_done[(t - 1) * bh..]);
                 cell_forward(
@@ -375,18 +379,16 @@ impl Workspace {
                 );
                 if t > 0 {
                     // The recurrent part of the hidden-state gradient flows to step t-1.
-                    sgemm(
+                    small_gemm_acc(
                         bt,
                         g,
                         hd,
-                        1.0,
                         dgt,
-                        (g, 1),
+                        g,
                         w_hh,
-                        (hd, 1),
-                        1.0,
+                        hd,
                         &mut dh_before[(t - 1) * bh..],
-                        (hd, 1),
+                        hd,
                     );
                 }
             }
@@ -471,6 +473,7 @@ pub(crate) struct Predictor {
     c: Vec<f32>,
     c_next: Vec<f32>,
     tanh_c: Vec<f32>,
+    w_hh_t: Vec<Vec<f32>>,
 }
 
 impl Predictor {
@@ -487,6 +490,7 @@ impl Predictor {
             c: vec![0.0; batch * h],
             c_next: vec![0.0; batch * h],
             tanh_c: vec![0.0; batch * h],
+            w_hh_t: vec![vec![0.0; h * g]; layout.layers],
         }
     }
 
@@ -497,6 +501,7 @@ impl Predictor {
         let lay = self.layout;
         let (hd, g, steps) = (lay.hidden, lay.gates(), self.steps);
         let (bh, bg) = (n * hd, n * g);
+        transpose_recurrent(lay, p, &mut self.w_hh_t);
         for (b, w) in windows.iter().enumerate() {
             assert_eq!(w.len(), steps);
             for (t, &v) in w.iter().enumerate() {
@@ -531,24 +536,12 @@ impl Predictor {
                 gates,
                 (g, 1),
             );
-            let w_hh = &p[lay.w_hh(l)];
+            let w_hh_t = &self.w_hh_t[l];
             for t in 0..steps {
                 let gt = &mut gates[t * bg..(t + 1) * bg];
                 let (h_done, h_rest) = self.h_out.split_at_mut(t * bh);
                 if t > 0 {
-                    sgemm(
-                        n,
-                        hd,
-                        g,
-                        1.0,
-                        &h_done[(t - 1) * bh..],
-                        (hd, 1),
-                        w_hh,
-                        (1, hd),
-                        1.0,
-                        gt,
-                        (g, 1),
-                    );
+                    small_gemm_acc(n, hd, g, &h_done[(t - 1) * bh..], hd, w_hh_t, g, gt, g);
                 }
                 let c_prev = (t > 0).then(|| &self.c[..bh]);
                 cell_forward(

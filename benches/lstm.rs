@@ -1,0 +1,61 @@
+//! criterion benchmarks of the LSTM engine: one training epoch on the last 1,000 BTC closes and
+//! one single-window forecast.
+
+use coinsphere_ml::forecast::lstm::{train, LstmConfig};
+use criterion::{criterion_group, criterion_main, Criterion};
+
+fn btc_closes(last: usize) -> Vec<f64> {
+    let csv = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/prices/BTC.csv"),
+    )
+    .expect("data/prices/BTC.csv");
+    let mut lines = csv.lines();
+    let col = lines
+        .next()
+        .expect("header")
+        .split(',')
+        .position(|h| h == "close")
+        .expect("close column");
+    let closes: Vec<f64> = lines
+        .map(|l| {
+            l.split(',')
+                .nth(col)
+                .expect("close")
+                .parse()
+                .expect("number")
+        })
+        .collect();
+    closes[closes.len() - last..].to_vec()
+}
+
+fn benches(c: &mut Criterion) {
+    let prices = btc_closes(1000);
+    let mut group = c.benchmark_group("lstm");
+    group.sample_size(10);
+    for threads in [1, 2] {
+        let config = LstmConfig {
+            epochs: 1,
+            threads,
+            ..LstmConfig::default()
+        };
+        group.bench_function(format!("train_one_epoch_1000_btc_{threads}_threads"), |b| {
+            b.iter(|| train(&config, &prices, &mut |_| {}).expect("trains"))
+        });
+    }
+    group.finish();
+    let config = LstmConfig {
+        epochs: 1,
+        ..LstmConfig::default()
+    };
+    let model = train(&config, &prices, &mut |_| {}).expect("trains");
+    c.bench_function("lstm/forecast_one_window_one_step", |b| {
+        b.iter(|| {
+            model
+                .forecast(std::hint::black_box(&prices), 1)
+                .expect("forecasts")
+        })
+    });
+}
+
+criterion_group!(lstm, benches);
+criterion_main!(lstm);
