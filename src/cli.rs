@@ -111,7 +111,8 @@ fn init_logging(log: &LogSettings) -> anyhow::Result<()> {
         .with_context(|| format!("invalid log filter {:?}", log.log_filter))?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
     match log.log_format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),

@@ -28,6 +28,9 @@ async fn predict_price(
         vec![json!("body"), json!("symbol")],
         &mut errors,
     );
+    if let Some(symbol) = &symbol {
+        logged.set(symbol);
+    }
     let prices = check_prices(request.historical_prices, &state.limits, &mut errors)?;
     let horizon = Horizon::parse(request.days_ahead, state.limits.max_days_ahead)
         .map_err(|e| errors.push(value_error(vec![json!("body"), json!("days_ahead")], e)))
@@ -35,7 +38,6 @@ async fn predict_price(
     let (Some(symbol), Some(prices), Some(horizon)) = (symbol, prices, horizon) else {
         return Err(ApiError::Validation(errors));
     };
-    logged.set(&symbol);
     let forecast = state.registry.forecast(&symbol, prices, horizon).await?;
     Ok(Json(PredictResponse::new(
         &symbol,

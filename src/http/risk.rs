@@ -28,11 +28,13 @@ async fn score_risk(
         vec![json!("body"), json!("symbol")],
         &mut errors,
     );
+    if let Some(symbol) = &symbol {
+        logged.set(symbol);
+    }
     let prices = check_prices(request.historical_prices, &state.limits, &mut errors)?;
     let (Some(symbol), Some(prices)) = (symbol, prices) else {
         return Err(ApiError::Validation(errors));
     };
-    logged.set(&symbol);
     let score = risk::cb05(prices.as_slice()).map_err(|e| match e {
         RiskError::NotEnoughPrices { got, .. } => ApiError::NotEnoughPricesForRisk { got },
     })?;
