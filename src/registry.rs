@@ -351,7 +351,7 @@ impl Registry {
             });
         }
         let result = self.train(key, prices).await;
-        if result.is_err() {
+        if matches!(&result, Err(e) if !matches!(e, RegistryError::Overloaded { .. })) {
             self.counters
                 .trainings_failed_total
                 .fetch_add(1, Ordering::Relaxed);
