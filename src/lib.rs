@@ -1,3 +1,18 @@
 //! coinsphere-ml: per-symbol LSTM price forecasts and CB-05 risk scores.
+//!
+//! Dependencies point inward: [`domain`] and [`risk`] know nothing of HTTP or the engine;
+//! [`store`] and [`registry`] manage models; only [`http`] sees axum; [`cli`] wires it together.
 
+pub mod cli;
+pub mod domain;
 pub mod forecast;
+pub mod http;
+pub mod registry;
+pub mod risk;
+pub mod settings;
+pub mod store;
+
+/// The current time as RFC 3339 UTC with a `Z` (the contract's timestamp format).
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}

@@ -1,0 +1,249 @@
+//! The command line: `serve`, `train` and `predict`. Each subcommand is a variant of
+//! [`Command`] with its own settings struct and a `run_*` function, so adding one (backtest,
+//! healthcheck) touches only this file.
+
+use std::io::IsTerminal;
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+
+use crate::domain::{Horizon, PriceSeries, Symbol};
+use crate::forecast::lstm;
+use crate::http::dto::PredictResponse;
+use crate::http::error::ApiError;
+use crate::http::server::Application;
+use crate::registry::{Registry, RegistryConfig};
+use crate::settings::{
+    defaults, LogFormat, LogSettings, Settings, StoreSettings, TrainingSettings,
+};
+use crate::store::{FsModelStore, ModelStore};
+
+/// coinsphere-ml: per-symbol LSTM price forecasts and CB-05 risk scores.
+#[derive(Debug, Parser)]
+#[command(name = "coinsphere-ml", version, about)]
+pub struct Cli {
+    /// Logging.
+    #[command(flatten)]
+    pub log: LogSettings,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP service.
+    Serve(Box<Settings>),
+    /// Train a model on a CSV's `close` column and store it.
+    Train(TrainArgs),
+    /// Forecast from a CSV's `close` column; prints what `POST /predict` answers.
+    Predict(PredictArgs),
+}
+
+/// Input prices of `train` and `predict`.
+#[derive(Debug, clap::Args)]
+pub struct CsvInput {
+    /// Symbol of the series.
+    #[arg(long)]
+    pub symbol: Symbol,
+    /// CSV file with a header and a `close` column, oldest row first.
+    #[arg(long)]
+    pub csv: PathBuf,
+    /// Use only the last N rows.
+    #[arg(long)]
+    pub last: Option<NonZeroUsize>,
+}
+
+/// `coinsphere-ml train`.
+#[derive(Debug, clap::Args)]
+pub struct TrainArgs {
+    /// Prices.
+    #[command(flatten)]
+    pub input: CsvInput,
+    /// Models directory and version.
+    #[command(flatten)]
+    pub store: StoreSettings,
+    /// Epochs, batch size, threads.
+    #[command(flatten)]
+    pub training: TrainingSettings,
+}
+
+/// `coinsphere-ml predict`.
+#[derive(Debug, clap::Args)]
+pub struct PredictArgs {
+    /// Prices.
+    #[command(flatten)]
+    pub input: CsvInput,
+    /// Steps ahead.
+    #[arg(long, default_value_t = 7)]
+    pub days_ahead: i64,
+    /// Largest accepted days ahead.
+    #[arg(long, env = "MAX_DAYS_AHEAD", default_value_t = NonZeroUsize::new(defaults::MAX_DAYS_AHEAD).expect("non-zero"))]
+    pub max_days_ahead: NonZeroUsize,
+    /// Models directory and version.
+    #[command(flatten)]
+    pub store: StoreSettings,
+    /// Training, when no model is stored.
+    #[command(flatten)]
+    pub training: TrainingSettings,
+}
+
+/// Runs a parsed command line.
+///
+/// # Errors
+/// Whatever stopped the command, with context.
+pub fn run(cli: Cli) -> anyhow::Result<()> {
+    init_logging(&cli.log)?;
+    match cli.command {
+        Command::Serve(settings) => run_serve(*settings),
+        Command::Train(args) => run_train(args),
+        Command::Predict(args) => run_predict(args),
+    }
+}
+
+fn init_logging(log: &LogSettings) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.log_filter)
+        .with_context(|| format!("invalid log filter {:?}", log.log_filter))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal());
+    match log.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    }
+    .map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+}
+
+fn run_serve(settings: Settings) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let app = Application::build(settings)
+            .await
+            .context("cannot start the service")?;
+        app.run_until_stopped().await.context("server failed")
+    })?;
+    // Trainings run on blocking threads; do not wait for them forever on the way out.
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    Ok(())
+}
+
+/// Reads the `close` column of a CSV (header required), oldest row first.
+///
+/// # Errors
+/// An unreadable file, no `close` column, or a row whose close is not a number.
+pub fn read_closes(path: &Path) -> anyhow::Result<Vec<f64>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut lines = text.lines();
+    let header = lines.next().context("the CSV is empty")?;
+    let column = header
+        .split(',')
+        .position(|h| h.trim().eq_ignore_ascii_case("close"))
+        .with_context(|| format!("{} has no `close` column", path.display()))?;
+    lines
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, line)| {
+            let cell = line.split(',').nth(column).unwrap_or("").trim();
+            cell.parse::<f64>().with_context(|| {
+                format!(
+                    "{} line {}: close {cell:?} is not a number",
+                    path.display(),
+                    i + 2
+                )
+            })
+        })
+        .collect()
+}
+
+fn load_series(input: &CsvInput) -> anyhow::Result<PriceSeries> {
+    let series = PriceSeries::parse(read_closes(&input.csv)?)
+        .with_context(|| format!("bad prices in {}", input.csv.display()))?;
+    Ok(match input.last {
+        Some(n) => series.last_n(n.get()),
+        None => series,
+    })
+}
+
+fn run_train(args: TrainArgs) -> anyhow::Result<()> {
+    let series = load_series(&args.input)?;
+    let symbol = &args.input.symbol;
+    let config = args.training.lstm_config();
+    let store = FsModelStore::open(&args.store.models_dir)?;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(config.epochs as u64)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} epochs {elapsed} {msg}")
+            .expect("valid template"),
+    );
+    let started = Instant::now();
+    let model = lstm::train(&config, series.as_slice(), &mut |p| {
+        bar.set_position(p.epoch as u64);
+        bar.set_message(format!(
+            "train loss {:.6}, validation loss {:.6}",
+            p.train_loss, p.validation_loss
+        ));
+    })
+    .with_context(|| format!("training {symbol} failed"))?;
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    store
+        .save(symbol, &args.store.model_version, &model)
+        .with_context(|| format!("cannot store the model of {symbol}"))?;
+    let s = model.summary();
+    println!(
+        "{symbol} {version}: trained on {n} prices ({tw} training / {vw} validation windows), {e} epochs in {seconds:.2} s; final train loss {tl:.6}, validation loss {vl:.6}, 1-step validation MAPE {mape:.2}%; saved to {path}",
+        version = args.store.model_version,
+        n = s.n_prices,
+        tw = s.n_train_windows,
+        vw = s.n_validation_windows,
+        e = s.epochs_run,
+        tl = s.final_train_loss,
+        vl = s.validation_loss,
+        mape = model.validation_mape(1) * 100.0,
+        path = store.weights_path(symbol, &args.store.model_version).display(),
+    );
+    Ok(())
+}
+
+fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
+    let series = load_series(&args.input)?;
+    let symbol = args.input.symbol.clone();
+    let horizon = Horizon::parse(args.days_ahead, args.max_days_ahead.get())?;
+    let store = FsModelStore::open(&args.store.models_dir)?;
+    let registry = Registry::new(
+        RegistryConfig {
+            version: args.store.model_version.clone(),
+            lstm: args.training.lstm_config(),
+            cache_size: NonZeroUsize::MIN,
+            max_concurrent_trainings: NonZeroUsize::MIN,
+            training_queue: 0,
+        },
+        Arc::new(store),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let forecast = runtime.block_on(registry.forecast(&symbol, series, horizon));
+    let forecast = match forecast {
+        Ok(f) => f,
+        // The same text the HTTP API answers.
+        Err(e) => bail!("{}", ApiError::from(e).detail_text()),
+    };
+    let response = PredictResponse::new(&symbol, &forecast, horizon.get(), crate::now_rfc3339());
+    println!("{}", serde_json::to_string(&response)?);
+    Ok(())
+}

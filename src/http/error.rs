@@ -1,0 +1,213 @@
+//! [`ApiError`]: every way a request can fail, mapped to a status and a `{"detail": ...}` body
+//! by one exhaustive `match` (no `_` arm: a new variant does not compile until it has a status).
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::domain::Symbol;
+use crate::registry::{RegistryError, MIN_FORECAST_PRICES, MIN_TRAINING_PRICES};
+use crate::risk::RISK_WINDOW;
+
+/// One entry of a FastAPI-style validation `detail` list.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FieldError {
+    /// Where: `["body", "historical_prices", 3]`, `["path", "symbol"]`...
+    pub loc: Vec<Value>,
+    /// What is wrong, for people.
+    pub msg: String,
+    /// What is wrong, for programs (pydantic's names: `missing`, `float_type`, `value_error`...).
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl FieldError {
+    /// An error at `loc`.
+    pub fn new(loc: Vec<Value>, msg: impl Into<String>, kind: impl Into<String>) -> Self {
+        Self {
+            loc,
+            msg: msg.into(),
+            kind: kind.into(),
+        }
+    }
+}
+
+/// Everything the API answers with other than success.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Missing, mistyped or invalid fields: 422 with a `detail` list.
+    #[error("validation failed: {0:?}")]
+    Validation(Vec<FieldError>),
+    /// The body is not JSON: 400 with a `detail` list.
+    #[error("malformed JSON: {0:?}")]
+    MalformedJson(FieldError),
+    /// The body exceeds the configured limit: 413.
+    #[error("body larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    /// More prices than the configured limit: 400.
+    #[error("{got} prices, more than {max}")]
+    TooManyPrices { got: usize, max: usize },
+    /// `/predict` with fewer than 60 prices: 400 (contract text).
+    #[error("{got} prices to predict")]
+    NotEnoughPricesForPrediction { got: usize },
+    /// `/risk-score` with fewer than 30 prices: 400 (contract text).
+    #[error("{got} prices to score")]
+    NotEnoughPricesForRisk { got: usize },
+    /// No stored model and too few prices to train: 404 (contract text).
+    #[error("no model for {symbol}")]
+    NoPretrainedModel { symbol: Symbol },
+    /// `DELETE /models/{symbol}` for a model not in memory: 404 (contract text).
+    #[error("model {symbol} not loaded")]
+    ModelNotLoaded { symbol: Symbol },
+    /// The series cannot be modelled (constant history...): 422.
+    #[error("degenerate series for {symbol}: {reason}")]
+    Degenerate { symbol: Symbol, reason: String },
+    /// The training queue is full: 503 with `Retry-After`.
+    #[error("training queue full")]
+    Overloaded { retry_after_secs: u64 },
+    /// No such route: 404.
+    #[error("route not found")]
+    RouteNotFound,
+    /// Route exists, method does not: 405.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// A bug or an I/O failure: 500; the cause is logged, not sent.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// Status, machine-readable code and `detail` value of this error.
+    fn parts(&self) -> (StatusCode, &'static str, Value) {
+        match self {
+            Self::Validation(errors) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_error",
+                json!(errors),
+            ),
+            Self::MalformedJson(error) => (StatusCode::BAD_REQUEST, "malformed_json", json!([error])),
+            Self::PayloadTooLarge { limit } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                json!(format!("Request body is larger than the limit of {limit} bytes")),
+            ),
+            Self::TooManyPrices { got, max } => (
+                StatusCode::BAD_REQUEST,
+                "too_many_prices",
+                json!(format!(
+                    "Too many historical price points: got {got}, the limit is {max}"
+                )),
+            ),
+            Self::NotEnoughPricesForPrediction { .. } => (
+                StatusCode::BAD_REQUEST,
+                "not_enough_prices",
+                json!(format!(
+                    "Need at least {MIN_FORECAST_PRICES} historical price points for prediction"
+                )),
+            ),
+            Self::NotEnoughPricesForRisk { .. } => (
+                StatusCode::BAD_REQUEST,
+                "not_enough_prices",
+                json!(format!(
+                    "Need at least {RISK_WINDOW} historical price points for risk scoring"
+                )),
+            ),
+            Self::NoPretrainedModel { symbol } => (
+                StatusCode::NOT_FOUND,
+                "no_model",
+                json!(format!(
+                    "No pre-trained model for {symbol}. Provide at least {MIN_TRAINING_PRICES} data points for training."
+                )),
+            ),
+            Self::ModelNotLoaded { symbol } => (
+                StatusCode::NOT_FOUND,
+                "model_not_loaded",
+                json!(format!("Model {symbol} not loaded")),
+            ),
+            Self::Degenerate { symbol, reason } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "degenerate_series",
+                json!(format!(
+                    "Cannot forecast {symbol}: {reason}. A constant or nearly constant price history has nothing to learn from."
+                )),
+            ),
+            Self::Overloaded { retry_after_secs } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                json!(format!(
+                    "Too many models are training; retry in {retry_after_secs} seconds"
+                )),
+            ),
+            Self::RouteNotFound => (StatusCode::NOT_FOUND, "not_found", json!("Not Found")),
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                json!("Method Not Allowed"),
+            ),
+            Self::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                json!("Internal Server Error"),
+            ),
+        }
+    }
+
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    /// The `detail` as text (the CLI prints it).
+    pub fn detail_text(&self) -> String {
+        match self.parts().2 {
+            Value::String(s) => s,
+            other => other.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, detail) = self.parts();
+        if let Self::Internal(cause) = &self {
+            tracing::error!(%cause, "internal error");
+        }
+        let mut response =
+            (status, axum::Json(json!({"detail": detail, "code": code}))).into_response();
+        if let Self::Overloaded { retry_after_secs } = self {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        }
+        response
+    }
+}
+
+impl From<RegistryError> for ApiError {
+    fn from(e: RegistryError) -> Self {
+        match e {
+            RegistryError::HistoryTooShort { got, .. } => {
+                Self::NotEnoughPricesForPrediction { got }
+            }
+            RegistryError::NoModel { symbol, .. } => Self::NoPretrainedModel { symbol },
+            RegistryError::Overloaded { retry_after_secs } => Self::Overloaded { retry_after_secs },
+            RegistryError::Degenerate { symbol, reason } => Self::Degenerate { symbol, reason },
+            e @ (RegistryError::Training(_)
+            | RegistryError::Store(_)
+            | RegistryError::TaskFailed(_)) => Self::Internal(error_chain(&e)),
+        }
+    }
+}
+
+/// `error: cause: cause...`, for logs.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

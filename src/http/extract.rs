@@ -1,0 +1,187 @@
+//! Request bodies: [`ApiJson`] reads a body within the configured limit, parses it as JSON
+//! (400 if it is not JSON) and hands it to the DTO's [`FromJson`], which reports every
+//! missing or mistyped field at once, FastAPI-style (422).
+//!
+//! Any content type is accepted: the old service's clients sometimes omit the header, and a body
+//! that parses as JSON is unambiguous.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use serde_json::{json, Map, Value};
+
+use super::error::{ApiError, FieldError};
+use super::AppState;
+
+/// At most this many errors are reported for one list field.
+const MAX_ERRORS_PER_LIST: usize = 10;
+
+/// A DTO that can be read from a JSON value, collecting every field error.
+pub trait FromJson: Sized {
+    /// Reads `value`.
+    ///
+    /// # Errors
+    /// The field errors, FastAPI-shaped.
+    fn from_json(value: &Value) -> Result<Self, Vec<FieldError>>;
+}
+
+/// A JSON body read into `T`.
+pub struct ApiJson<T>(pub T);
+
+impl<T: FromJson> FromRequest<AppState> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge {
+                    limit: state.limits.body_limit_bytes,
+                }
+            } else {
+                ApiError::MalformedJson(FieldError::new(
+                    vec![json!("body")],
+                    format!("Could not read the body: {}", rejection.body_text()),
+                    "body_read_error",
+                ))
+            }
+        })?;
+        let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
+            ApiError::MalformedJson(FieldError::new(
+                vec![json!("body"), json!(e.column())],
+                format!("JSON decode error: {e}"),
+                "json_invalid",
+            ))
+        })?;
+        T::from_json(&value)
+            .map(ApiJson)
+            .map_err(ApiError::Validation)
+    }
+}
+
+/// Reads the fields of a JSON object body, remembering every error.
+pub struct Fields<'a> {
+    object: Option<&'a Map<String, Value>>,
+    errors: Vec<FieldError>,
+}
+
+fn loc(field: &str) -> Vec<Value> {
+    vec![json!("body"), json!(field)]
+}
+
+impl<'a> Fields<'a> {
+    /// Starts reading `value`, which must be an object.
+    pub fn new(value: &'a Value) -> Self {
+        let object = value.as_object();
+        let errors = if object.is_none() {
+            vec![FieldError::new(
+                vec![json!("body")],
+                "Input should be a valid dictionary or object to extract fields from",
+                "model_attributes_type",
+            )]
+        } else {
+            Vec::new()
+        };
+        Self { object, errors }
+    }
+
+    fn get(&mut self, field: &str) -> Option<&'a Value> {
+        let object = self.object?;
+        let value = object.get(field);
+        if value.is_none() {
+            self.errors
+                .push(FieldError::new(loc(field), "Field required", "missing"));
+        }
+        value
+    }
+
+    /// A required string.
+    pub fn string(&mut self, field: &str) -> Option<String> {
+        match self.get(field)? {
+            Value::String(s) => Some(s.clone()),
+            _ => {
+                self.errors.push(FieldError::new(
+                    loc(field),
+                    "Input should be a valid string",
+                    "string_type",
+                ));
+                None
+            }
+        }
+    }
+
+    /// A required list of numbers; errors name each bad index (the first few of them).
+    pub fn number_list(&mut self, field: &str) -> Option<Vec<f64>> {
+        let Value::Array(items) = self.get(field)? else {
+            self.errors.push(FieldError::new(
+                loc(field),
+                "Input should be a valid list",
+                "list_type",
+            ));
+            return None;
+        };
+        let mut numbers = Vec::with_capacity(items.len());
+        let mut bad = 0;
+        for (i, item) in items.iter().enumerate() {
+            match item.as_f64() {
+                Some(x) => numbers.push(x),
+                None => {
+                    bad += 1;
+                    if bad <= MAX_ERRORS_PER_LIST {
+                        self.errors.push(FieldError::new(
+                            vec![json!("body"), json!(field), json!(i)],
+                            "Input should be a valid number",
+                            "float_type",
+                        ));
+                    }
+                }
+            }
+        }
+        (bad == 0).then_some(numbers)
+    }
+
+    /// An integer, `default` when absent.
+    pub fn integer_or(&mut self, field: &str, default: i64) -> Option<i64> {
+        let object = self.object?;
+        match object.get(field) {
+            None => Some(default),
+            Some(v) => match v.as_i64() {
+                Some(n) => Some(n),
+                None => {
+                    let (msg, kind) = match v {
+                        Value::Number(_) if v.as_u64().is_some() => (
+                            "Input should be a valid integer, unable to parse number as an integer",
+                            "int_parsing",
+                        ),
+                        Value::Number(_) => (
+                            "Input should be a valid integer, got a number with a fractional part",
+                            "int_from_float",
+                        ),
+                        _ => ("Input should be a valid integer", "int_type"),
+                    };
+                    self.errors.push(FieldError::new(loc(field), msg, kind));
+                    None
+                }
+            },
+        }
+    }
+
+    /// Records a value error found after typing (a symbol with a slash, a negative price...).
+    pub fn value_error(&mut self, loc: Vec<Value>, error: impl std::fmt::Display) {
+        self.errors.push(FieldError::new(
+            loc,
+            format!("Value error, {error}"),
+            "value_error",
+        ));
+    }
+
+    /// The collected errors, if any.
+    ///
+    /// # Errors
+    /// Every error recorded so far.
+    pub fn finish(self) -> Result<(), Vec<FieldError>> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(self.errors)
+        }
+    }
+}

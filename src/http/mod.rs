@@ -1,0 +1,114 @@
+//! The HTTP API (SPEC section 1): routes, DTOs, errors and the OpenAPI document.
+//!
+//! [`router`] assembles one router per resource; [`AppState`] is cheap to clone (it holds
+//! `Arc`s); [`server::Application`] binds a listener and serves it with graceful shutdown.
+
+pub mod docs;
+pub mod dto;
+pub mod error;
+pub mod extract;
+pub mod logging;
+pub mod models;
+pub mod predict;
+pub mod risk;
+pub mod server;
+pub mod service;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::DefaultBodyLimit;
+use axum::Router;
+use serde_json::{json, Value};
+
+use crate::domain::{PriceSeries, Symbol};
+use crate::registry::Registry;
+use crate::settings::Settings;
+use error::{ApiError, FieldError};
+
+/// Limits checked at the boundary.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest accepted `days_ahead`.
+    pub max_days_ahead: usize,
+    /// Most prices in one request.
+    pub max_prices: usize,
+    /// Largest body in bytes.
+    pub body_limit_bytes: usize,
+}
+
+impl Limits {
+    /// The limits of `settings`.
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            max_days_ahead: settings.max_days_ahead.get(),
+            max_prices: settings.max_prices.get(),
+            body_limit_bytes: settings.body_limit_bytes.get(),
+        }
+    }
+}
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// Models in memory, loading and training.
+    pub registry: Arc<Registry>,
+    /// Boundary limits.
+    pub limits: Arc<Limits>,
+    /// When the service started.
+    pub started: Instant,
+}
+
+/// The whole API.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.limits.body_limit_bytes;
+    Router::new()
+        .merge(service::router())
+        .merge(predict::router())
+        .merge(risk::router())
+        .merge(models::router())
+        .merge(docs::router())
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(logging::log_requests))
+        .with_state(state)
+}
+
+/// Validates a symbol, recording a field error at `loc` if it is bad.
+fn check_symbol(raw: &str, loc: Vec<Value>, errors: &mut Vec<FieldError>) -> Option<Symbol> {
+    Symbol::parse(raw)
+        .map_err(|e| errors.push(value_error(loc, e)))
+        .ok()
+}
+
+/// Validates prices: the count against the limit (400), then each price (422, naming the
+/// first bad index).
+fn check_prices(
+    prices: Vec<f64>,
+    limits: &Limits,
+    errors: &mut Vec<FieldError>,
+) -> Result<Option<PriceSeries>, ApiError> {
+    if prices.len() > limits.max_prices {
+        return Err(ApiError::TooManyPrices {
+            got: prices.len(),
+            max: limits.max_prices,
+        });
+    }
+    Ok(PriceSeries::parse(prices)
+        .map_err(|e| {
+            let index = match &e {
+                crate::domain::DomainError::BadPrice { index, .. } => json!(index),
+                _ => json!(null),
+            };
+            errors.push(value_error(
+                vec![json!("body"), json!("historical_prices"), index],
+                e,
+            ));
+        })
+        .ok())
+}
+
+fn value_error(loc: Vec<Value>, e: impl std::fmt::Display) -> FieldError {
+    FieldError::new(loc, format!("Value error, {e}"), "value_error")
+}

@@ -1,0 +1,108 @@
+//! `GET /models/{symbol}` and `DELETE /models/{symbol}[?purge=true]`.
+
+use std::collections::HashMap;
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use serde_json::{json, Value};
+
+use super::error::{ApiError, FieldError};
+use super::logging::RequestSymbol;
+use super::{check_symbol, AppState};
+use crate::domain::Symbol;
+
+/// Routes of this resource.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/models/{symbol}", get(describe_model).delete(unload_model))
+}
+
+fn path_symbol(
+    path: Result<Path<String>, PathRejection>,
+    logged: &RequestSymbol,
+) -> Result<Symbol, ApiError> {
+    let loc = vec![json!("path"), json!("symbol")];
+    let raw = path.map_err(|e| {
+        ApiError::Validation(vec![FieldError::new(
+            loc.clone(),
+            e.body_text(),
+            "path_error",
+        )])
+    })?;
+    let mut errors = Vec::new();
+    let symbol = check_symbol(&raw.0, loc, &mut errors).ok_or(ApiError::Validation(errors))?;
+    logged.set(&symbol);
+    Ok(symbol)
+}
+
+async fn describe_model(
+    State(state): State<AppState>,
+    Extension(logged): Extension<RequestSymbol>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let symbol = path_symbol(path, &logged)?;
+    let version = state.registry.version().as_str();
+    Ok(Json(match state.registry.loaded(&symbol) {
+        Some(model) => json!({
+            "symbol": symbol.as_str(),
+            "status": "loaded",
+            "model_version": version,
+            "sequence_length": model.config().sequence_length,
+            "device": "cpu",
+        }),
+        None => json!({
+            "symbol": symbol.as_str(),
+            "status": "not_loaded",
+            "model_version": version,
+        }),
+    }))
+}
+
+/// Unloads from memory; with `?purge=true` also deletes the stored artefact so the next
+/// request retrains. 404 only when there was nothing to remove.
+async fn unload_model(
+    State(state): State<AppState>,
+    Extension(logged): Extension<RequestSymbol>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let symbol = path_symbol(path, &logged)?;
+    let purge_loc = vec![json!("query"), json!("purge")];
+    let query = query.map_err(|e| {
+        ApiError::Validation(vec![FieldError::new(
+            purge_loc.clone(),
+            e.body_text(),
+            "query_error",
+        )])
+    })?;
+    let purge = match query
+        .get("purge")
+        .map(|v| v.to_ascii_lowercase())
+        .as_deref()
+    {
+        None | Some("false" | "0" | "no") => false,
+        Some("true" | "1" | "yes") => true,
+        Some(_) => {
+            return Err(ApiError::Validation(vec![FieldError::new(
+                purge_loc,
+                "Input should be a valid boolean",
+                "bool_parsing",
+            )]))
+        }
+    };
+    let unloaded = state.registry.unload(&symbol);
+    let purged = if purge {
+        state.registry.purge(&symbol).await?
+    } else {
+        false
+    };
+    if !unloaded && !purged {
+        return Err(ApiError::ModelNotLoaded { symbol });
+    }
+    let mut body = json!({"message": format!("Model {symbol} unloaded")});
+    if purge {
+        body["purged"] = json!(purged);
+    }
+    Ok(Json(body))
+}

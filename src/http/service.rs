@@ -1,0 +1,54 @@
+//! `GET /` (what this service is) and `GET /health`.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::AppState;
+
+/// Routes of this resource.
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/", get(describe_service))
+        .route("/health", get(check_health))
+}
+
+async fn describe_service() -> Json<Value> {
+    Json(json!({
+        "service": "Coinsphere ML",
+        "status": "running",
+        "version": env!("CARGO_PKG_VERSION"),
+        "endpoints": {
+            "/health": "GET: service health and training activity",
+            "/predict": "POST: forecast a symbol's price days_ahead steps ahead (trains on demand)",
+            "/risk-score": "POST: CB-05 risk score of a price history",
+            "/models/{symbol}": "GET: whether a symbol's model is in memory; DELETE: unload it (?purge=true also deletes the stored model)",
+            "/openapi.json": "GET: OpenAPI 3.1 description of this API",
+            "/docs": "GET: API documentation (works offline)",
+        },
+    }))
+}
+
+/// Answers from counters only: never waits on a lock held by training.
+async fn check_health(State(state): State<AppState>) -> Json<Value> {
+    let stats = state.registry.stats();
+    Json(json!({
+        "status": "healthy",
+        "pytorch_available": false,
+        "device": "cpu",
+        "models_loaded": stats.models_loaded,
+        "version": env!("CARGO_PKG_VERSION"),
+        "model_version": state.registry.version().as_str(),
+        "uptime_seconds": state.started.elapsed().as_secs_f64(),
+        "training": {
+            "trainings_total": stats.trainings_total,
+            "trainings_running": stats.trainings_running,
+            "trainings_waiting": stats.trainings_waiting,
+            "trainings_failed_total": stats.trainings_failed_total,
+            "overloaded_total": stats.overloaded_total,
+        },
+        "models_loaded_from_store_total": stats.models_loaded_from_store_total,
+        "cache_hits_total": stats.cache_hits_total,
+    }))
+}

@@ -1,0 +1,536 @@
+//! Models in memory and how they get there: an LRU cache keyed by symbol and model version,
+//! loading from the [`ModelStore`], and on-demand training.
+//!
+//! Training is expensive (seconds to minutes of CPU), so three rules hold:
+//! - **single flight**: concurrent requests for one symbol share one load-or-train task; the task
+//!   is spawned, so a client that disconnects does not cancel the others' training;
+//! - **off the runtime**: training and file I/O run on the blocking pool, never on async workers;
+//! - **bounded**: at most `max_concurrent` trainings run and at most `queue` more wait; beyond
+//!   that [`RegistryError::Overloaded`] asks the client to retry later.
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use lru::LruCache;
+use serde::Serialize;
+use tokio::sync::{watch, Semaphore};
+
+use crate::domain::{Horizon, ModelVersion, PriceSeries, Symbol};
+use crate::forecast::lstm::{self, LstmConfig, LstmError, TrainedLstm};
+use crate::store::{self, ModelStore, StoreError};
+
+/// Fewest prices a forecast needs (the LSTM window of SPEC section 3; the contract's 400).
+pub const MIN_FORECAST_PRICES: usize = 60;
+/// Fewest prices on-demand training accepts (the contract's 404).
+pub const MIN_TRAINING_PRICES: usize = 200;
+
+/// Why a model or a forecast could not be produced. `Clone` because one outcome is shared by
+/// every request waiting on the same training.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// Fewer prices than the forecast window.
+    #[error("need at least {needed} prices to forecast, got {got}")]
+    HistoryTooShort { needed: usize, got: usize },
+    /// No stored model, and too few prices to train one.
+    #[error("no model for {symbol} and only {got} prices, fewer than the {needed} training needs")]
+    NoModel {
+        symbol: Symbol,
+        needed: usize,
+        got: usize,
+    },
+    /// The training queue is full.
+    #[error("the training queue is full; retry in {retry_after_secs} s")]
+    Overloaded { retry_after_secs: u64 },
+    /// The series cannot give a finite model or forecast (for example a constant series).
+    #[error("cannot model {symbol}: {reason}")]
+    Degenerate { symbol: Symbol, reason: String },
+    /// The engine failed for another reason.
+    #[error("training failed")]
+    Training(#[source] Arc<LstmError>),
+    /// The store failed to read.
+    #[error("model store failed")]
+    Store(#[source] Arc<StoreError>),
+    /// A blocking task panicked or was cancelled.
+    #[error("background task failed: {0}")]
+    TaskFailed(String),
+}
+
+/// How the registry is sized and what it trains.
+#[derive(Clone, Debug)]
+pub struct RegistryConfig {
+    /// Part of every model's key.
+    pub version: ModelVersion,
+    /// Hyper-parameters of on-demand training.
+    pub lstm: LstmConfig,
+    /// Models kept in memory.
+    pub cache_size: NonZeroUsize,
+    /// Trainings that may run at once.
+    pub max_concurrent_trainings: NonZeroUsize,
+    /// Trainings that may wait for a slot.
+    pub training_queue: usize,
+}
+
+/// Cache key: a model is only reused under the same symbol and model version.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ModelKey {
+    /// Upper-case symbol.
+    pub symbol: Symbol,
+    /// Model version tag.
+    pub version: ModelVersion,
+}
+
+/// Counters for `/health` and tests.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct RegistryStats {
+    /// Models in memory.
+    pub models_loaded: usize,
+    /// Trainings started since start-up.
+    pub trainings_total: u64,
+    /// Trainings running now.
+    pub trainings_running: usize,
+    /// Trainings admitted and waiting for a slot.
+    pub trainings_waiting: usize,
+    /// Trainings that failed or were refused as degenerate.
+    pub trainings_failed_total: u64,
+    /// Models loaded from the store since start-up.
+    pub models_loaded_from_store_total: u64,
+    /// Requests answered from the in-memory cache.
+    pub cache_hits_total: u64,
+    /// Requests refused because the training queue was full.
+    pub overloaded_total: u64,
+}
+
+/// A forecast and what it rests on.
+#[derive(Clone, Debug)]
+pub struct Forecast {
+    /// The next `horizon` prices, nearest first.
+    pub path: Vec<f64>,
+    /// The last price of the history.
+    pub current_price: f64,
+    /// The last price of the path.
+    pub predicted_price: f64,
+    /// `1 - validation MAPE at the horizon`, clamped to [0, 1].
+    pub confidence: f64,
+    /// The model that produced it.
+    pub model: Arc<TrainedLstm>,
+}
+
+type Outcome = Result<Arc<TrainedLstm>, RegistryError>;
+
+#[derive(Default)]
+struct Counters {
+    trainings_total: AtomicU64,
+    trainings_running: AtomicUsize,
+    trainings_waiting: AtomicUsize,
+    trainings_failed_total: AtomicU64,
+    loaded_from_store_total: AtomicU64,
+    cache_hits_total: AtomicU64,
+    overloaded_total: AtomicU64,
+    /// Duration of the last finished training, for Retry-After.
+    last_training_millis: AtomicU64,
+}
+
+/// The in-memory model registry. Share it as `Arc<Registry>`.
+pub struct Registry {
+    config: RegistryConfig,
+    store: Arc<dyn ModelStore>,
+    cache: Mutex<LruCache<ModelKey, Arc<TrainedLstm>>>,
+    inflight: Mutex<HashMap<ModelKey, watch::Receiver<Option<Outcome>>>>,
+    run_slots: Arc<Semaphore>,
+    admissions: Arc<Semaphore>,
+    counters: Counters,
+}
+
+/// Locks a mutex, ignoring poisoning: every critical section here leaves its data consistent.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Registry {
+    /// A registry over `store`.
+    pub fn new(config: RegistryConfig, store: Arc<dyn ModelStore>) -> Arc<Self> {
+        let admitted = config.max_concurrent_trainings.get() + config.training_queue;
+        Arc::new(Self {
+            cache: Mutex::new(LruCache::new(config.cache_size)),
+            inflight: Mutex::new(HashMap::new()),
+            run_slots: Arc::new(Semaphore::new(config.max_concurrent_trainings.get())),
+            admissions: Arc::new(Semaphore::new(admitted)),
+            counters: Counters::default(),
+            store,
+            config,
+        })
+    }
+
+    /// The model version every key carries.
+    pub fn version(&self) -> &ModelVersion {
+        &self.config.version
+    }
+
+    /// The hyper-parameters of on-demand training.
+    pub fn lstm_config(&self) -> &LstmConfig {
+        &self.config.lstm
+    }
+
+    fn key(&self, symbol: &Symbol) -> ModelKey {
+        ModelKey {
+            symbol: symbol.clone(),
+            version: self.config.version.clone(),
+        }
+    }
+
+    /// The in-memory model of `symbol`, if any (does not touch the store or the LRU order).
+    pub fn loaded(&self, symbol: &Symbol) -> Option<Arc<TrainedLstm>> {
+        lock(&self.cache).peek(&self.key(symbol)).cloned()
+    }
+
+    /// Drops `symbol`'s model from memory; `true` if it was there.
+    pub fn unload(&self, symbol: &Symbol) -> bool {
+        lock(&self.cache).pop(&self.key(symbol)).is_some()
+    }
+
+    /// Removes `symbol`'s stored artefact (off the runtime); `true` if there was one.
+    ///
+    /// # Errors
+    /// [`RegistryError::Store`] when a file cannot be removed.
+    pub async fn purge(&self, symbol: &Symbol) -> Result<bool, RegistryError> {
+        let store = Arc::clone(&self.store);
+        let (symbol, version) = (symbol.clone(), self.config.version.clone());
+        tokio::task::spawn_blocking(move || store.purge(&symbol, &version))
+            .await
+            .map_err(|e| RegistryError::TaskFailed(e.to_string()))?
+            .map_err(|e| RegistryError::Store(Arc::new(e)))
+    }
+
+    /// Puts a model in memory (used by the CLI after training, and by tests).
+    pub fn insert(&self, symbol: &Symbol, model: Arc<TrainedLstm>) {
+        lock(&self.cache).put(self.key(symbol), model);
+    }
+
+    /// Current counters.
+    pub fn stats(&self) -> RegistryStats {
+        let c = &self.counters;
+        RegistryStats {
+            models_loaded: lock(&self.cache).len(),
+            trainings_total: c.trainings_total.load(Ordering::Relaxed),
+            trainings_running: c.trainings_running.load(Ordering::Relaxed),
+            trainings_waiting: c.trainings_waiting.load(Ordering::Relaxed),
+            trainings_failed_total: c.trainings_failed_total.load(Ordering::Relaxed),
+            models_loaded_from_store_total: c.loaded_from_store_total.load(Ordering::Relaxed),
+            cache_hits_total: c.cache_hits_total.load(Ordering::Relaxed),
+            overloaded_total: c.overloaded_total.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Forecasts `horizon` steps after `prices` with `symbol`'s model, loading or training it
+    /// first if needed. The forecast itself also runs off the runtime.
+    ///
+    /// # Errors
+    /// [`RegistryError::HistoryTooShort`] under 60 prices, then any error of
+    /// [`Registry::model_for`], and [`RegistryError::Degenerate`] for a non-finite forecast.
+    pub async fn forecast(
+        self: &Arc<Self>,
+        symbol: &Symbol,
+        prices: PriceSeries,
+        horizon: Horizon,
+    ) -> Result<Forecast, RegistryError> {
+        let Some(current_price) = prices
+            .last()
+            .filter(|_| prices.len() >= MIN_FORECAST_PRICES)
+        else {
+            return Err(RegistryError::HistoryTooShort {
+                needed: MIN_FORECAST_PRICES,
+                got: prices.len(),
+            });
+        };
+        let prices: Arc<[f64]> = prices.into_inner().into();
+        let model = self.model_for(symbol, Arc::clone(&prices)).await?;
+        let m = Arc::clone(&model);
+        let path = tokio::task::spawn_blocking(move || m.forecast(&prices, horizon.get()))
+            .await
+            .map_err(|e| RegistryError::TaskFailed(e.to_string()))?
+            .map_err(|e| lstm_error(symbol, e))?;
+        let predicted_price = match path.last() {
+            Some(p) if path.iter().all(|x| x.is_finite()) => *p,
+            _ => {
+                return Err(RegistryError::Degenerate {
+                    symbol: symbol.clone(),
+                    reason: "the forecast is not a finite number".into(),
+                })
+            }
+        };
+        Ok(Forecast {
+            confidence: confidence(model.validation_mape(horizon.get())),
+            path,
+            current_price,
+            predicted_price,
+            model,
+        })
+    }
+
+    /// `symbol`'s model: from memory, else from the store, else trained on `prices` (at least
+    /// [`MIN_TRAINING_PRICES`]). Concurrent calls for one symbol share one load-or-train task.
+    ///
+    /// # Errors
+    /// [`RegistryError::NoModel`], [`RegistryError::Overloaded`],
+    /// [`RegistryError::Degenerate`], [`RegistryError::Training`], [`RegistryError::Store`],
+    /// [`RegistryError::TaskFailed`].
+    pub async fn model_for(self: &Arc<Self>, symbol: &Symbol, prices: Arc<[f64]>) -> Outcome {
+        let key = self.key(symbol);
+        loop {
+            let (mut rx, leader) = {
+                let mut inflight = lock(&self.inflight);
+                // Checked under the in-flight lock: a finished task fills the cache before it
+                // leaves the in-flight map, so one of the two always sees the model.
+                if let Some(model) = lock(&self.cache).get(&key).cloned() {
+                    self.counters
+                        .cache_hits_total
+                        .fetch_add(1, Ordering::Relaxed);
+                    return Ok(model);
+                }
+                match inflight.get(&key) {
+                    Some(rx) => (rx.clone(), false),
+                    None => {
+                        let (tx, rx) = watch::channel(None);
+                        inflight.insert(key.clone(), rx.clone());
+                        let this = Arc::clone(self);
+                        let (key, prices) = (key.clone(), Arc::clone(&prices));
+                        tokio::spawn(async move {
+                            let guard = InflightGuard {
+                                registry: &this,
+                                key: &key,
+                            };
+                            let outcome = this.load_or_train(&key, prices).await;
+                            if let Ok(model) = &outcome {
+                                lock(&this.cache).put(key.clone(), Arc::clone(model));
+                            }
+                            drop(guard);
+                            let _ = tx.send(Some(outcome));
+                        });
+                        (rx, true)
+                    }
+                }
+            };
+            let outcome = match rx.wait_for(Option::is_some).await {
+                Ok(v) => v.clone().expect("waited for Some"),
+                Err(_) => Err(RegistryError::TaskFailed(
+                    "model task ended without a result".into(),
+                )),
+            };
+            match outcome {
+                // The leader had too few prices to train, but this caller has enough: go again.
+                Err(RegistryError::NoModel { .. })
+                    if !leader && prices.len() >= MIN_TRAINING_PRICES => {}
+                other => return other,
+            }
+        }
+    }
+
+    async fn load_or_train(self: &Arc<Self>, key: &ModelKey, prices: Arc<[f64]>) -> Outcome {
+        let symbol = &key.symbol;
+        let store = Arc::clone(&self.store);
+        let k = key.clone();
+        let loaded = tokio::task::spawn_blocking(move || store.load(&k.symbol, &k.version))
+            .await
+            .map_err(|e| RegistryError::TaskFailed(e.to_string()))?
+            .map_err(|e| RegistryError::Store(Arc::new(e)))?;
+        if let Some(model) = loaded {
+            self.counters
+                .loaded_from_store_total
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::info!(%symbol, version = %key.version, "model loaded from the store");
+            return Ok(Arc::new(model));
+        }
+        if prices.len() < MIN_TRAINING_PRICES {
+            return Err(RegistryError::NoModel {
+                symbol: symbol.clone(),
+                needed: MIN_TRAINING_PRICES,
+                got: prices.len(),
+            });
+        }
+        let result = self.train(key, prices).await;
+        if matches!(&result, Err(e) if !matches!(e, RegistryError::Overloaded { .. })) {
+            self.counters
+                .trainings_failed_total
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
+    /// Trains in the bounded pool, checks the model is finite, stores it.
+    async fn train(self: &Arc<Self>, key: &ModelKey, prices: Arc<[f64]>) -> Outcome {
+        let symbol = key.symbol.clone();
+        let Ok(admission) = Arc::clone(&self.admissions).try_acquire_owned() else {
+            self.counters
+                .overloaded_total
+                .fetch_add(1, Ordering::Relaxed);
+            return Err(RegistryError::Overloaded {
+                retry_after_secs: self.retry_after_secs(),
+            });
+        };
+        self.counters
+            .trainings_waiting
+            .fetch_add(1, Ordering::Relaxed);
+        let slot = Arc::clone(&self.run_slots).acquire_owned().await;
+        self.counters
+            .trainings_waiting
+            .fetch_sub(1, Ordering::Relaxed);
+        let slot = slot.map_err(|e| RegistryError::TaskFailed(e.to_string()))?;
+        self.counters
+            .trainings_total
+            .fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .trainings_running
+            .fetch_add(1, Ordering::Relaxed);
+
+        let config = self.config.lstm.clone();
+        let store = Arc::clone(&self.store);
+        let version = key.version.clone();
+        let this = Arc::clone(self);
+        let sym = symbol.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            // The permits live as long as the training, even if every waiter went away.
+            let _permits = (admission, slot);
+            let started = Instant::now();
+            tracing::info!(symbol = %sym, prices = prices.len(), epochs = config.epochs, "training started");
+            let result = train_checked(&sym, &config, &prices);
+            let seconds = started.elapsed().as_secs_f64();
+            this.counters
+                .last_training_millis
+                .store((seconds * 1000.0) as u64, Ordering::Relaxed);
+            this.counters.trainings_running.fetch_sub(1, Ordering::Relaxed);
+            let model = match result {
+                Ok(model) => model,
+                Err(e) => {
+                    tracing::warn!(symbol = %sym, seconds, error = %e, "training failed");
+                    return Err(e);
+                }
+            };
+            let s = model.summary();
+            tracing::info!(
+                symbol = %sym,
+                seconds,
+                final_train_loss = s.final_train_loss,
+                validation_loss = s.validation_loss,
+                "training finished"
+            );
+            match store.save(&sym, &version, &model) {
+                Ok(()) => {}
+                Err(StoreError::NonFinite(what)) => {
+                    return Err(RegistryError::Degenerate {
+                        symbol: sym,
+                        reason: format!("training produced non-finite {what}"),
+                    })
+                }
+                // The model is sound; serve it from memory and say loudly that it is not saved.
+                Err(e) => tracing::error!(symbol = %sym, error = %e, "could not store the model"),
+            }
+            Ok(Arc::new(model))
+        })
+        .await;
+        joined.unwrap_or_else(|e| {
+            self.counters
+                .trainings_running
+                .fetch_sub(1, Ordering::Relaxed);
+            Err(RegistryError::TaskFailed(e.to_string()))
+        })
+    }
+
+    /// Seconds a refused client should wait: about one training, at least 1.
+    fn retry_after_secs(&self) -> u64 {
+        let millis = self.counters.last_training_millis.load(Ordering::Relaxed);
+        if millis == 0 {
+            10
+        } else {
+            millis.div_ceil(1000).max(1)
+        }
+    }
+}
+
+/// Removes a key from the in-flight map when the task ends, even by panic.
+struct InflightGuard<'a> {
+    registry: &'a Registry,
+    key: &'a ModelKey,
+}
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        lock(&self.registry.inflight).remove(self.key);
+    }
+}
+
+/// Trains and refuses anything non-finite: weights, metadata, or a one-step forecast on the
+/// training series itself (a constant series must not yield a poisoned model).
+fn train_checked(
+    symbol: &Symbol,
+    config: &LstmConfig,
+    prices: &[f64],
+) -> Result<TrainedLstm, RegistryError> {
+    let model = lstm::train(config, prices, &mut |p| {
+        tracing::debug!(%symbol, epoch = p.epoch, epochs = p.epochs, train_loss = p.train_loss, validation_loss = p.validation_loss, "epoch");
+    })
+    .map_err(|e| lstm_error(symbol, e))?;
+    let degenerate = |reason: &str| RegistryError::Degenerate {
+        symbol: symbol.clone(),
+        reason: reason.to_owned(),
+    };
+    if !store::weights_are_finite(&model.weights_safetensors()) {
+        return Err(degenerate("training produced non-finite weights"));
+    }
+    if !store::metadata_is_finite(&model.metadata()) {
+        return Err(degenerate(
+            "training produced a non-finite loss or error measure",
+        ));
+    }
+    let probe = model
+        .forecast(prices, 1)
+        .map_err(|e| lstm_error(symbol, e))?;
+    if !probe.iter().all(|x| x.is_finite()) {
+        return Err(degenerate("the trained model forecasts a non-finite price"));
+    }
+    Ok(model)
+}
+
+fn lstm_error(symbol: &Symbol, e: LstmError) -> RegistryError {
+    match e {
+        LstmError::Diverged(reason) => RegistryError::Degenerate {
+            symbol: symbol.clone(),
+            reason: format!("training diverged ({reason})"),
+        },
+        LstmError::NotEnoughPrices { needed, got } => RegistryError::NoModel {
+            symbol: symbol.clone(),
+            needed: needed.max(MIN_TRAINING_PRICES),
+            got,
+        },
+        LstmError::HistoryTooShort { needed, got } => {
+            RegistryError::HistoryTooShort { needed, got }
+        }
+        other @ LstmError::InvalidArtefact(_) => RegistryError::Training(Arc::new(other)),
+    }
+}
+
+/// `1 - mape`, clamped to [0, 1]; a non-finite error measure gives 0.
+pub fn confidence(mape: f64) -> f64 {
+    let c = 1.0 - mape;
+    if c.is_finite() {
+        c.clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn confidence_is_one_minus_error_within_bounds() {
+        assert!((confidence(0.05) - 0.95).abs() < 1e-12);
+        assert_eq!(confidence(1.7), 0.0);
+        assert_eq!(confidence(-0.1), 1.0);
+        assert_eq!(confidence(f64::NAN), 0.0);
+        assert_eq!(confidence(f64::INFINITY), 0.0);
+    }
+}

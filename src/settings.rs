@@ -1,0 +1,222 @@
+//! Every setting of the service, from command-line flags or environment variables (SPEC
+//! section 5), parsed once at start-up into typed, validated values. Nothing else in the crate
+//! reads the environment.
+
+use std::net::IpAddr;
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+use crate::domain::ModelVersion;
+use crate::forecast::lstm::LstmConfig;
+use crate::registry::RegistryConfig;
+
+/// Defaults, shared by the flags and by [`Settings::default`].
+pub mod defaults {
+    /// `HOST`.
+    pub const HOST: &str = "0.0.0.0";
+    /// `PORT`.
+    pub const PORT: u16 = 8000;
+    /// `MODELS_DIR`.
+    pub const MODELS_DIR: &str = "./models";
+    /// `MODEL_VERSION`.
+    pub const MODEL_VERSION: &str = "v1.0.0";
+    /// `TRAINING_BATCH_SIZE` (SPEC section 3).
+    pub const TRAINING_BATCH_SIZE: usize = 32;
+    /// `TRAINING_EPOCHS` (SPEC section 3).
+    pub const TRAINING_EPOCHS: usize = 50;
+    /// `MAX_DAYS_AHEAD` (SPEC section 2).
+    pub const MAX_DAYS_AHEAD: usize = 90;
+    /// `MAX_PRICES`: about 55 years of daily prices or 2 years of hourly ones.
+    pub const MAX_PRICES: usize = 20_000;
+    /// `BODY_LIMIT_BYTES`: 1 MiB, room for `MAX_PRICES` prices written with full precision.
+    pub const BODY_LIMIT_BYTES: usize = 1024 * 1024;
+    /// `MAX_CONCURRENT_TRAININGS`.
+    pub const MAX_CONCURRENT_TRAININGS: usize = 2;
+    /// `TRAINING_QUEUE`: trainings that may wait for a slot before requests get 503.
+    pub const TRAINING_QUEUE: usize = 16;
+    /// `MODEL_CACHE_SIZE`: models kept in memory (about 0.2 MB each).
+    pub const MODEL_CACHE_SIZE: usize = 256;
+}
+
+/// How log lines are written to stderr.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logging, common to every subcommand.
+#[derive(Clone, Debug, clap::Args)]
+pub struct LogSettings {
+    /// Which log lines to keep (tracing's EnvFilter syntax, e.g. `info,coinsphere_ml=debug`).
+    #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
+    pub log_filter: String,
+    /// Log line format on stderr.
+    #[arg(long, global = true, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// Where models are stored and under which version tag.
+#[derive(Clone, Debug, clap::Args)]
+pub struct StoreSettings {
+    /// Directory of stored models (created if missing).
+    #[arg(long, env = "MODELS_DIR", default_value = defaults::MODELS_DIR)]
+    pub models_dir: PathBuf,
+    /// Version tag that is part of every model's key and file name.
+    #[arg(long, env = "MODEL_VERSION", default_value = defaults::MODEL_VERSION)]
+    pub model_version: ModelVersion,
+}
+
+/// How models are trained (the rest of SPEC section 3 is fixed).
+#[derive(Clone, Debug, clap::Args)]
+pub struct TrainingSettings {
+    /// Epochs of training.
+    #[arg(long = "training-epochs", visible_alias = "epochs", env = "TRAINING_EPOCHS", default_value_t = nz(defaults::TRAINING_EPOCHS))]
+    pub epochs: NonZeroUsize,
+    /// Mini-batch size of training.
+    #[arg(long = "training-batch-size", visible_alias = "batch-size", env = "TRAINING_BATCH_SIZE", default_value_t = nz(defaults::TRAINING_BATCH_SIZE))]
+    pub batch_size: NonZeroUsize,
+    /// Worker threads per training; 0 lets the engine choose.
+    #[arg(
+        long = "training-threads",
+        env = "TRAINING_THREADS",
+        default_value_t = 0
+    )]
+    pub threads: usize,
+}
+
+impl TrainingSettings {
+    /// SPEC section 3's hyper-parameters with these epochs, batch size and threads.
+    pub fn lstm_config(&self) -> LstmConfig {
+        LstmConfig {
+            epochs: self.epochs.get(),
+            batch_size: self.batch_size.get(),
+            threads: self.threads,
+            ..LstmConfig::default()
+        }
+    }
+}
+
+/// The settings of `coinsphere-ml serve`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct Settings {
+    /// Address to listen on.
+    #[arg(long, env = "HOST", default_value = defaults::HOST)]
+    pub host: IpAddr,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "PORT", default_value_t = defaults::PORT)]
+    pub port: u16,
+    /// Models directory and version.
+    #[command(flatten)]
+    pub store: StoreSettings,
+    /// On-demand training.
+    #[command(flatten)]
+    pub training: TrainingSettings,
+    /// Largest accepted `days_ahead`.
+    #[arg(long, env = "MAX_DAYS_AHEAD", default_value_t = nz(defaults::MAX_DAYS_AHEAD))]
+    pub max_days_ahead: NonZeroUsize,
+    /// Most prices accepted in one request (more: 400).
+    #[arg(long, env = "MAX_PRICES", default_value_t = nz(defaults::MAX_PRICES))]
+    pub max_prices: NonZeroUsize,
+    /// Largest accepted request body in bytes (more: 413).
+    #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = nz(defaults::BODY_LIMIT_BYTES))]
+    pub body_limit_bytes: NonZeroUsize,
+    /// Trainings that may run at once.
+    #[arg(long, env = "MAX_CONCURRENT_TRAININGS", default_value_t = nz(defaults::MAX_CONCURRENT_TRAININGS))]
+    pub max_concurrent_trainings: NonZeroUsize,
+    /// Trainings that may wait for a free slot; beyond that, 503 with Retry-After.
+    #[arg(long, env = "TRAINING_QUEUE", default_value_t = defaults::TRAINING_QUEUE)]
+    pub training_queue: usize,
+    /// Models kept in memory (least recently used ones are dropped first).
+    #[arg(long, env = "MODEL_CACHE_SIZE", default_value_t = nz(defaults::MODEL_CACHE_SIZE))]
+    pub model_cache_size: NonZeroUsize,
+    /// Database URL; accepted for compatibility with the old service's configuration, unused.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: Option<String>,
+}
+
+fn nz(n: usize) -> NonZeroUsize {
+    NonZeroUsize::new(n).expect("defaults are non-zero")
+}
+
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            models_dir: PathBuf::from(defaults::MODELS_DIR),
+            model_version: ModelVersion::parse(defaults::MODEL_VERSION)
+                .expect("valid default version"),
+        }
+    }
+}
+
+impl Default for TrainingSettings {
+    fn default() -> Self {
+        Self {
+            epochs: nz(defaults::TRAINING_EPOCHS),
+            batch_size: nz(defaults::TRAINING_BATCH_SIZE),
+            threads: 0,
+        }
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            host: defaults::HOST.parse().expect("valid default host"),
+            port: defaults::PORT,
+            store: StoreSettings::default(),
+            training: TrainingSettings::default(),
+            max_days_ahead: nz(defaults::MAX_DAYS_AHEAD),
+            max_prices: nz(defaults::MAX_PRICES),
+            body_limit_bytes: nz(defaults::BODY_LIMIT_BYTES),
+            max_concurrent_trainings: nz(defaults::MAX_CONCURRENT_TRAININGS),
+            training_queue: defaults::TRAINING_QUEUE,
+            model_cache_size: nz(defaults::MODEL_CACHE_SIZE),
+            database_url: None,
+        }
+    }
+}
+
+impl Settings {
+    /// The registry's sizing and training configuration.
+    pub fn registry_config(&self) -> RegistryConfig {
+        RegistryConfig {
+            version: self.store.model_version.clone(),
+            lstm: self.training.lstm_config(),
+            cache_size: self.model_cache_size,
+            max_concurrent_trainings: self.max_concurrent_trainings,
+            training_queue: self.training_queue,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Probe {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    #[test]
+    fn flag_defaults_equal_the_default_settings() {
+        let parsed = Probe::parse_from(["probe"]).settings;
+        let default = Settings::default();
+        // The environment of the test run may set some variables; compare the ones it won't.
+        assert_eq!(parsed.max_days_ahead, default.max_days_ahead);
+        assert_eq!(parsed.model_cache_size, default.model_cache_size);
+        assert_eq!(parsed.training_queue, default.training_queue);
+    }
+
+    #[test]
+    fn invalid_values_are_refused_at_start_up() {
+        assert!(Probe::try_parse_from(["probe", "--model-version", "../x"]).is_err());
+        assert!(Probe::try_parse_from(["probe", "--max-days-ahead", "0"]).is_err());
+        assert!(Probe::try_parse_from(["probe", "--port", "70000"]).is_err());
+    }
+}

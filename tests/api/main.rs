@@ -1,0 +1,11 @@
+//! Integration tests: a real server on port 0 with a temporary models directory.
+//!
+//! One binary (this file and its modules) so the crate is linked once.
+
+mod helpers;
+mod models;
+mod predict;
+mod risk;
+mod service;
+mod training;
+mod validation;
