@@ -3,6 +3,7 @@
 //! Dependencies point inward: [`domain`] and [`risk`] know nothing of HTTP or the engine;
 //! [`store`] and [`registry`] manage models; only [`http`] sees axum; [`cli`] wires it together.
 
+pub mod backtest;
 pub mod cli;
 pub mod domain;
 pub mod forecast;

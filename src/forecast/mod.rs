@@ -1,3 +1,201 @@
-//! Forecasting models. The LSTM of SPEC section 3 lives in [`lstm`].
+//! Forecasting models behind one [`Forecaster`] trait, and the registry that names them.
+//!
+//! Fitting a [`Forecaster`] returns a [`FittedForecaster`], a different type, so a forecast
+//! can only come from a fitted model. The statistical models ([`naive`], [`drift`],
+//! [`moving_average`], [`ets`], [`theta`], [`ensemble`], [`auto`]) need only a few dozen
+//! prices and fit in microseconds to milliseconds; the LSTM of SPEC section 3 lives in
+//! [`lstm`] and is wrapped for this trait by [`lstm_forecaster`].
+//!
+//! The statistical models work on log prices: crypto prices move multiplicatively, so a
+//! trend or a drift is a growth rate, forecasts stay positive, and one model fits a coin
+//! at 0.002 USDT and one at 60 000 USDT alike. [`intervals`] turns any model into a path
+//! with conformal bands and a measured error.
 
+pub mod auto;
+pub mod drift;
+pub mod ensemble;
+pub mod ets;
+pub mod intervals;
 pub mod lstm;
+pub mod lstm_forecaster;
+pub mod moving_average;
+pub mod naive;
+pub mod theta;
+
+use intervals::Calibration;
+
+/// Version of the statistical models' behaviour, reported next to a model's name.
+pub const STATS_MODEL_VERSION: &str = "stats-1.0.0";
+
+/// The names [`model_by_name`] knows, in the order they are listed to users.
+pub const MODEL_NAMES: [&str; 8] = [
+    "naive",
+    "drift",
+    "moving_average",
+    "ets",
+    "theta",
+    "ensemble",
+    "auto",
+    "lstm",
+];
+
+/// Why fitting or forecasting failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ForecastError {
+    /// The history is too short for this model.
+    #[error("need at least {needed} prices, got {got}")]
+    NotEnoughPrices { needed: usize, got: usize },
+    /// A price is not a finite number > 0 (logs of it would be meaningless).
+    #[error("price at index {index} must be a finite number > 0, got {value}")]
+    InvalidPrice { index: usize, value: f64 },
+    /// A forecast was asked for zero steps.
+    #[error("horizon must be at least 1")]
+    ZeroHorizon,
+    /// An interval level outside (0, 1).
+    #[error("interval level must be strictly between 0 and 1, got {0}")]
+    InvalidLevel(f64),
+    /// [`model_by_name`] got a name it does not know.
+    #[error("unknown model {name:?}; valid models: {valid}")]
+    UnknownModel { name: String, valid: String },
+    /// The LSTM engine failed (too short a series, divergence...).
+    #[error("lstm: {0}")]
+    Lstm(#[from] lstm::LstmError),
+}
+
+/// An unfitted model: its settings, and how to fit them to a price series.
+///
+/// Object safe, so the registry and the backtester can hold `Box<dyn Forecaster>`.
+pub trait Forecaster: Send + Sync {
+    /// The registry name (`"naive"`, `"ets"`, ...).
+    fn name(&self) -> &'static str;
+
+    /// The fewest prices [`Forecaster::fit`] accepts.
+    fn min_history(&self) -> usize;
+
+    /// Fits the model to `prices` (oldest first, each finite and > 0).
+    ///
+    /// # Errors
+    /// [`ForecastError::NotEnoughPrices`] below [`Forecaster::min_history`],
+    /// [`ForecastError::InvalidPrice`] for a price that is not finite and > 0, and model
+    /// specific failures (the LSTM's).
+    fn fit(&self, prices: &[f64]) -> Result<Box<dyn FittedForecaster>, ForecastError>;
+}
+
+/// A model fitted to one history; it forecasts the prices that follow that history.
+pub trait FittedForecaster: Send + Sync {
+    /// The point forecast for days 1..=`horizon` after the history (`horizon` values, each
+    /// finite and > 0; empty for 0).
+    fn predict(&self, horizon: usize) -> Vec<f64>;
+
+    /// What produced the forecast at `horizon`, e.g. `"ets(AAdN)"` or `"auto(theta)"`.
+    fn label(&self, horizon: usize) -> String;
+
+    /// Out-of-sample errors the model already measured while fitting (auto and the LSTM do),
+    /// so that [`intervals`] need not refit it at many origins. `None` means: measure them.
+    fn calibration(&self, horizon: usize) -> Option<Calibration> {
+        let _ = horizon;
+        None
+    }
+}
+
+/// The model registered under `name` with its default settings.
+///
+/// # Errors
+/// [`ForecastError::UnknownModel`], whose message lists the valid names.
+pub fn model_by_name(name: &str) -> Result<Box<dyn Forecaster>, ForecastError> {
+    Ok(match name {
+        "naive" => Box::new(naive::Naive),
+        "drift" => Box::new(drift::Drift),
+        "moving_average" => Box::new(moving_average::MovingAverage::default()),
+        "ets" => Box::new(ets::Ets::default()),
+        "theta" => Box::new(theta::Theta::default()),
+        "ensemble" => Box::new(ensemble::Ensemble::default()),
+        "auto" => Box::new(auto::Auto::default()),
+        "lstm" => Box::new(lstm_forecaster::LstmForecaster::default()),
+        _ => {
+            return Err(ForecastError::UnknownModel {
+                name: name.to_string(),
+                valid: MODEL_NAMES.join(", "),
+            })
+        }
+    })
+}
+
+/// Checks `prices` (length and positivity) and returns their natural logs.
+pub(crate) fn log_prices(prices: &[f64], needed: usize) -> Result<Vec<f64>, ForecastError> {
+    if prices.len() < needed {
+        return Err(ForecastError::NotEnoughPrices {
+            needed,
+            got: prices.len(),
+        });
+    }
+    prices
+        .iter()
+        .enumerate()
+        .map(|(index, &value)| {
+            if value.is_finite() && value > 0.0 {
+                Ok(value.ln())
+            } else {
+                Err(ForecastError::InvalidPrice { index, value })
+            }
+        })
+        .collect()
+}
+
+/// Turns a log-space path back into prices, replacing anything non-finite by the last
+/// price: a model that blows up must degrade to the naive forecast, never to NaN.
+pub(crate) fn exp_path(log_path: impl IntoIterator<Item = f64>, last_log: f64) -> Vec<f64> {
+    let last = last_log.exp();
+    log_path
+        .into_iter()
+        .map(|l| {
+            // Clamp in log space so exp cannot overflow to inf or underflow to 0.
+            let p = l.clamp(last_log - 50.0, last_log + 50.0).exp();
+            if p.is_finite() && p > 0.0 {
+                p
+            } else {
+                last
+            }
+        })
+        .collect()
+}
+
+/// The last `window` values of `y` (all of them when shorter).
+pub(crate) fn tail(y: &[f64], window: usize) -> &[f64] {
+    &y[y.len().saturating_sub(window)..]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_registered_name_resolves_to_a_model_of_that_name() {
+        for name in MODEL_NAMES {
+            assert_eq!(model_by_name(name).unwrap().name(), name);
+        }
+    }
+
+    #[test]
+    fn an_unknown_name_lists_the_valid_ones() {
+        let err = model_by_name("prophet").err().unwrap().to_string();
+        assert!(err.contains("prophet"));
+        for name in MODEL_NAMES {
+            assert!(err.contains(name), "{err}");
+        }
+    }
+
+    #[test]
+    fn non_positive_prices_are_rejected_with_their_index() {
+        let err = log_prices(&[1.0, 2.0, 0.0], 2).unwrap_err();
+        assert!(matches!(err, ForecastError::InvalidPrice { index: 2, .. }));
+        let err = log_prices(&[1.0, f64::NAN], 2).unwrap_err();
+        assert!(matches!(err, ForecastError::InvalidPrice { index: 1, .. }));
+    }
+
+    #[test]
+    fn a_blown_up_log_path_degrades_to_the_last_price() {
+        let p = exp_path([f64::NAN, 1.0], 0.0);
+        assert_eq!(p, vec![1.0, 1.0_f64.exp()]);
+    }
+}

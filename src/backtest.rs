@@ -1,0 +1,840 @@
+//! Rolling-origin backtests of forecasters, and their reports (table, JSON, chart).
+//!
+//! For each series, [`cutoffs`] picks `folds` cutoffs; at each one every model is fitted,
+//! and its intervals calibrated, on the prices before the cutoff only, then scored on the
+//! prices after it at each horizon. MASE divides a model's MAE by the naive forecast's MAE
+//! on the same cutoffs, so 1.00 means "as good as the last price" and below is better.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::forecast::{
+    intervals::{rolling_calibration, CalibrationSettings, IntervalForecast, DEFAULT_LEVEL},
+    model_by_name,
+    naive::Naive,
+    ForecastError, Forecaster,
+};
+
+/// Why a backtest or one of its inputs failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BacktestError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A CSV file is malformed.
+    #[error("{path}:{line}: {message}")]
+    Csv {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+    /// A series is too short for one fold at the longest horizon.
+    #[error("{symbol}: need at least {needed} prices for this backtest, got {got}")]
+    SeriesTooShort {
+        symbol: String,
+        needed: usize,
+        got: usize,
+    },
+    /// Horizons must be at least 1, folds at least 1, the level in (0, 1).
+    #[error("invalid backtest settings: {0}")]
+    InvalidConfig(String),
+    /// A model name, a price or a fit was rejected.
+    #[error(transparent)]
+    Forecast(#[from] ForecastError),
+    /// The chart could not be drawn.
+    #[error("chart: {0}")]
+    Chart(String),
+}
+
+/// A named price series (oldest first).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    /// The symbol (for a CSV, its file name without extension).
+    pub symbol: String,
+    /// Prices, each finite and > 0.
+    pub prices: Vec<f64>,
+}
+
+/// How a backtest runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BacktestConfig {
+    /// Forecast horizons in days.
+    pub horizons: Vec<usize>,
+    /// Cutoffs per series.
+    pub folds: usize,
+    /// Interval level behind [`BacktestRow::coverage`].
+    pub level: f64,
+    /// Further levels whose coverage lands in [`BacktestRow::coverage_by_level`].
+    pub extra_levels: Vec<f64>,
+    /// Fewest prices before the first cutoff.
+    pub min_train: usize,
+    /// How intervals are calibrated at each cutoff.
+    pub calibration: CalibrationSettings,
+    /// Worker threads (0: the machine's parallelism).
+    pub threads: usize,
+}
+
+impl Default for BacktestConfig {
+    fn default() -> Self {
+        Self {
+            horizons: vec![1, 7, 30],
+            folds: 20,
+            level: DEFAULT_LEVEL,
+            extra_levels: Vec::new(),
+            min_train: 365,
+            calibration: CalibrationSettings::default(),
+            threads: 0,
+        }
+    }
+}
+
+/// One model's scores on one series at one horizon.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct BacktestRow {
+    pub symbol: String,
+    pub model: String,
+    pub horizon: usize,
+    /// Cutoffs scored.
+    pub n: usize,
+    /// Mean absolute error in price units.
+    pub mae: f64,
+    /// Mean absolute percentage error (0.05 = 5%).
+    pub mape: f64,
+    /// MAE / naive MAE on the same cutoffs (null in JSON when naive's MAE is 0).
+    pub mase: f64,
+    /// Share of actual prices inside the interval at [`BacktestConfig::level`].
+    pub coverage: f64,
+    /// `(level, coverage)` for the main and the extra levels; not serialised.
+    #[serde(skip)]
+    pub coverage_by_level: Vec<(f64, f64)>,
+}
+
+/// Mean scores of one model at one horizon across series.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct OverallRow {
+    pub model: String,
+    pub horizon: usize,
+    /// Series averaged.
+    pub symbols: usize,
+    pub mean_mase: f64,
+    pub mean_coverage: f64,
+    /// Mean coverage at each `(level, coverage)` of the rows.
+    #[serde(skip)]
+    pub mean_coverage_by_level: Vec<(f64, f64)>,
+}
+
+/// Progress of a run, after each finished (series, model) job.
+#[derive(Clone, Debug)]
+pub struct Progress {
+    pub done: usize,
+    pub total: usize,
+    pub symbol: String,
+    pub model: String,
+}
+
+/// The models named in `names`, through [`model_by_name`].
+///
+/// # Errors
+/// [`ForecastError::UnknownModel`] for the first unknown name.
+pub fn models_from_names<S: AsRef<str>>(
+    names: &[S],
+) -> Result<Vec<Box<dyn Forecaster>>, ForecastError> {
+    names.iter().map(|n| model_by_name(n.as_ref())).collect()
+}
+
+/// Reads a `date,...,close,...` CSV (header required; the `close` column is found by name).
+/// The symbol is the file name without extension.
+///
+/// # Errors
+/// [`BacktestError::Io`], and [`BacktestError::Csv`] for a missing `close` column or a
+/// close that is not a finite number > 0.
+pub fn read_csv(path: &Path) -> Result<Series, BacktestError> {
+    let text = std::fs::read_to_string(path).map_err(|source| BacktestError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let csv_error = |line: usize, message: String| BacktestError::Csv {
+        path: path.to_path_buf(),
+        line,
+        message,
+    };
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let (_, header) = lines
+        .next()
+        .ok_or_else(|| csv_error(1, "empty file".into()))?;
+    let close = header
+        .split(',')
+        .position(|c| c.trim().eq_ignore_ascii_case("close"))
+        .ok_or_else(|| csv_error(1, "no `close` column in the header".into()))?;
+    let prices = lines
+        .map(|(i, line)| {
+            let field = line.split(',').nth(close).unwrap_or("").trim();
+            match field.parse::<f64>() {
+                Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+                _ => Err(csv_error(
+                    i + 1,
+                    format!("close {field:?} is not a number > 0"),
+                )),
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let symbol = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(Series { symbol, prices })
+}
+
+/// The cutoffs (number of prices each fit sees) for a series of `n` prices: `folds` of
+/// them spread evenly from `min_train` to `n - max_horizon`, so every fold is scored at
+/// every horizon, the last one ending on the last price.
+pub fn cutoffs(n: usize, max_horizon: usize, folds: usize, min_train: usize) -> Vec<usize> {
+    let Some(last) = n.checked_sub(max_horizon) else {
+        return Vec::new();
+    };
+    if folds == 0 || last < min_train {
+        return Vec::new();
+    }
+    let span = last - min_train;
+    if folds == 1 || span == 0 {
+        return vec![last];
+    }
+    let mut c: Vec<usize> = (0..folds).map(|k| last - span * k / (folds - 1)).collect();
+    c.reverse();
+    c.dedup();
+    c
+}
+
+/// The forecast and interval at one horizon of one fold.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FoldPoint {
+    pub horizon: usize,
+    pub forecast: f64,
+    pub actual: f64,
+    /// `(level, lower, upper)` for each level asked.
+    pub bands: Vec<(f64, f64, f64)>,
+}
+
+/// Fits `model` on `prices[..cutoff]`, calibrates its intervals on the same prefix, and
+/// scores the forecasts at `horizons` against the prices after the cutoff.
+///
+/// Only `prices[..cutoff]` reaches the model; the later prices are read only as actuals.
+///
+/// # Errors
+/// The model's fitting errors.
+pub fn evaluate_fold(
+    model: &dyn Forecaster,
+    prices: &[f64],
+    cutoff: usize,
+    horizons: &[usize],
+    levels: &[f64],
+    calibration: &CalibrationSettings,
+) -> Result<Vec<FoldPoint>, ForecastError> {
+    let history = &prices[..cutoff];
+    let fitted = model.fit(history)?;
+    let max_h = horizons.iter().copied().max().unwrap_or(1);
+    // Measured once per fold for all horizons (lazily: auto and the LSTM bring their own).
+    let mut measured = None;
+    horizons
+        .iter()
+        .map(|&h| {
+            let calib = match fitted.calibration(h) {
+                Some(c) => c,
+                None => match &measured {
+                    Some(c) => Clone::clone(c),
+                    None => {
+                        let c = rolling_calibration(model, history, max_h, calibration)?;
+                        measured = Some(c.clone());
+                        c
+                    }
+                },
+            };
+            let forecast = fitted.predict(h)[h - 1];
+            let bands = levels
+                .iter()
+                .map(|&level| {
+                    let q = calib.half_width(h, level);
+                    (level, forecast * (-q).exp(), forecast * q.exp())
+                })
+                .collect();
+            Ok(FoldPoint {
+                horizon: h,
+                forecast,
+                actual: prices[cutoff + h - 1],
+                bands,
+            })
+        })
+        .collect()
+}
+
+/// Per-fold outcomes of one model on one series: `None` where fitting failed.
+type Outcomes = Vec<Option<Vec<FoldPoint>>>;
+
+/// Backtests every model on every series and returns one row per (series, model, horizon),
+/// in input order. The naive forecast is always run too (for MASE) but reported only if
+/// asked for. `progress` is called after each (series, model) job.
+///
+/// # Errors
+/// [`BacktestError::InvalidConfig`], [`BacktestError::SeriesTooShort`] for a series without
+/// a single fold.
+pub fn run_backtest(
+    series: &[Series],
+    models: &[Box<dyn Forecaster>],
+    config: &BacktestConfig,
+    progress: &(dyn Fn(Progress) + Sync),
+) -> Result<Vec<BacktestRow>, BacktestError> {
+    validate(config)?;
+    let max_h = config.horizons.iter().copied().max().unwrap_or(1);
+    let levels: Vec<f64> = std::iter::once(config.level)
+        .chain(config.extra_levels.iter().copied())
+        .collect();
+    let folds: Vec<Vec<usize>> = series
+        .iter()
+        .map(|s| {
+            let c = cutoffs(s.prices.len(), max_h, config.folds, config.min_train);
+            if c.is_empty() {
+                Err(BacktestError::SeriesTooShort {
+                    symbol: s.symbol.clone(),
+                    needed: config.min_train + max_h,
+                    got: s.prices.len(),
+                })
+            } else {
+                Ok(c)
+            }
+        })
+        .collect::<Result<_, _>>()?;
+
+    let naive = Naive;
+    let naive_index = models.iter().position(|m| m.name() == "naive");
+    let mut all: Vec<&dyn Forecaster> = models.iter().map(|m| m.as_ref()).collect();
+    if naive_index.is_none() {
+        all.push(&naive);
+    }
+    let naive_index = naive_index.unwrap_or(all.len() - 1);
+
+    // Jobs are (series, model) pairs, slowest models first so the threads finish together.
+    let mut jobs: Vec<(usize, usize)> = (0..series.len())
+        .flat_map(|s| (0..all.len()).map(move |m| (s, m)))
+        .collect();
+    jobs.sort_by_key(|&(_, m)| std::cmp::Reverse(cost_rank(all[m].name())));
+    let results: Mutex<Vec<Option<Outcomes>>> = Mutex::new(vec![None; series.len() * all.len()]);
+    let next = AtomicUsize::new(0);
+    let done = AtomicUsize::new(0);
+    let threads = match config.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        t => t,
+    }
+    .min(jobs.len())
+    .max(1);
+    std::thread::scope(|scope| {
+        for _ in 0..threads {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(&(s, m)) = jobs.get(i) else { break };
+                let outcomes: Outcomes = folds[s]
+                    .iter()
+                    .map(|&c| {
+                        evaluate_fold(
+                            all[m],
+                            &series[s].prices,
+                            c,
+                            &config.horizons,
+                            &levels,
+                            &config.calibration,
+                        )
+                        .ok()
+                    })
+                    .collect();
+                results.lock().unwrap_or_else(|e| e.into_inner())[s * all.len() + m] =
+                    Some(outcomes);
+                progress(Progress {
+                    done: done.fetch_add(1, Ordering::Relaxed) + 1,
+                    total: jobs.len(),
+                    symbol: series[s].symbol.clone(),
+                    model: all[m].name().to_string(),
+                });
+            });
+        }
+    });
+    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+
+    let mut rows = Vec::new();
+    for (s, serie) in series.iter().enumerate() {
+        let outcome = |m: usize| results[s * all.len() + m].as_deref().unwrap_or(&[]);
+        let naive_outcomes = outcome(naive_index);
+        for (m, model) in models.iter().enumerate() {
+            let outcomes = outcome(m);
+            for (hi, &h) in config.horizons.iter().enumerate() {
+                rows.push(score(
+                    &serie.symbol,
+                    model.name(),
+                    h,
+                    hi,
+                    outcomes,
+                    naive_outcomes,
+                    &levels,
+                ));
+            }
+        }
+    }
+    Ok(rows)
+}
+
+/// Rough relative cost of fitting a model, to schedule the slow ones first.
+fn cost_rank(name: &str) -> u8 {
+    match name {
+        "lstm" => 5,
+        "auto" => 4,
+        "ensemble" => 3,
+        "ets" => 2,
+        "theta" => 1,
+        _ => 0,
+    }
+}
+
+fn validate(config: &BacktestConfig) -> Result<(), BacktestError> {
+    let bad = |m: &str| Err(BacktestError::InvalidConfig(m.to_string()));
+    if config.horizons.is_empty() || config.horizons.contains(&0) {
+        return bad("horizons must be at least 1");
+    }
+    if config.folds == 0 {
+        return bad("folds must be at least 1");
+    }
+    let level_ok = |l: f64| l > 0.0 && l < 1.0;
+    if !level_ok(config.level) || !config.extra_levels.iter().all(|&l| level_ok(l)) {
+        return bad("levels must be strictly between 0 and 1");
+    }
+    Ok(())
+}
+
+/// Scores one model at horizon index `hi` on the folds where it and naive both produced a
+/// forecast.
+fn score(
+    symbol: &str,
+    model: &str,
+    horizon: usize,
+    hi: usize,
+    outcomes: &[Option<Vec<FoldPoint>>],
+    naive: &[Option<Vec<FoldPoint>>],
+    levels: &[f64],
+) -> BacktestRow {
+    let pairs: Vec<(&FoldPoint, &FoldPoint)> = outcomes
+        .iter()
+        .zip(naive)
+        .filter_map(|(o, n)| Some((&o.as_ref()?[hi], &n.as_ref()?[hi])))
+        .collect();
+    let n = pairs.len();
+    let nf = n.max(1) as f64;
+    let mae = pairs
+        .iter()
+        .map(|(p, _)| (p.actual - p.forecast).abs())
+        .sum::<f64>()
+        / nf;
+    let naive_mae = pairs
+        .iter()
+        .map(|(_, q)| (q.actual - q.forecast).abs())
+        .sum::<f64>()
+        / nf;
+    let mape = pairs
+        .iter()
+        .map(|(p, _)| ((p.actual - p.forecast) / p.actual).abs())
+        .sum::<f64>()
+        / nf;
+    let mase = match (mae, naive_mae) {
+        (a, b) if b > 0.0 => a / b,
+        (0.0, _) => 1.0,
+        _ => f64::INFINITY,
+    };
+    let coverage_by_level: Vec<(f64, f64)> = levels
+        .iter()
+        .enumerate()
+        .map(|(li, &level)| {
+            let inside = pairs
+                .iter()
+                .filter(|(p, _)| {
+                    let (_, lo, hi) = p.bands[li];
+                    lo <= p.actual && p.actual <= hi
+                })
+                .count();
+            (level, inside as f64 / nf)
+        })
+        .collect();
+    BacktestRow {
+        symbol: symbol.to_string(),
+        model: model.to_string(),
+        horizon,
+        n,
+        mae,
+        mape,
+        mase,
+        coverage: coverage_by_level.first().map_or(0.0, |c| c.1),
+        coverage_by_level,
+    }
+}
+
+/// Mean MASE and coverage per (model, horizon) across series, in first-seen order.
+/// Infinite MASEs (a constant series) are left out of the mean.
+pub fn overall(rows: &[BacktestRow]) -> Vec<OverallRow> {
+    let mut keys: Vec<(&str, usize)> = Vec::new();
+    for r in rows {
+        if !keys.contains(&(r.model.as_str(), r.horizon)) {
+            keys.push((r.model.as_str(), r.horizon));
+        }
+    }
+    keys.into_iter()
+        .map(|(model, horizon)| {
+            let group: Vec<&BacktestRow> = rows
+                .iter()
+                .filter(|r| r.model == model && r.horizon == horizon)
+                .collect();
+            let finite: Vec<f64> = group
+                .iter()
+                .map(|r| r.mase)
+                .filter(|m| m.is_finite())
+                .collect();
+            let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+            let levels = group[0].coverage_by_level.len();
+            let mean_coverage_by_level = (0..levels)
+                .map(|li| {
+                    let c: Vec<f64> = group.iter().map(|r| r.coverage_by_level[li].1).collect();
+                    (group[0].coverage_by_level[li].0, mean(&c))
+                })
+                .collect();
+            let coverage: Vec<f64> = group.iter().map(|r| r.coverage).collect();
+            OverallRow {
+                model: model.to_string(),
+                horizon,
+                symbols: group.len(),
+                mean_mase: mean(&finite),
+                mean_coverage: mean(&coverage),
+                mean_coverage_by_level,
+            }
+        })
+        .collect()
+}
+
+/// The rows as a fixed-width text table.
+pub fn render_table(rows: &[BacktestRow]) -> String {
+    let mut out = format!(
+        "{:<10} {:<15} {:>7} {:>5} {:>14} {:>8} {:>7} {:>9}\n",
+        "symbol", "model", "horizon", "n", "mae", "mape", "mase", "coverage"
+    );
+    for r in rows {
+        out += &format!(
+            "{:<10} {:<15} {:>7} {:>5} {:>14.6} {:>7.2}% {:>7.3} {:>8.1}%\n",
+            r.symbol,
+            r.model,
+            r.horizon,
+            r.n,
+            r.mae,
+            r.mape * 100.0,
+            r.mase,
+            r.coverage * 100.0
+        );
+    }
+    out
+}
+
+/// The overall rows as a text table, with a column per coverage level.
+pub fn render_overall_table(rows: &[OverallRow]) -> String {
+    let levels: Vec<f64> = rows
+        .first()
+        .map(|r| r.mean_coverage_by_level.iter().map(|c| c.0).collect())
+        .unwrap_or_default();
+    let mut out = format!(
+        "{:<15} {:>7} {:>7} {:>9}",
+        "model", "horizon", "symbols", "mean_mase"
+    );
+    for l in &levels {
+        out += &format!(" {:>9}", format!("cov@{:.0}%", l * 100.0));
+    }
+    out.push('\n');
+    for r in rows {
+        out += &format!(
+            "{:<15} {:>7} {:>7} {:>9.3}",
+            r.model, r.horizon, r.symbols, r.mean_mase
+        );
+        for (_, c) in &r.mean_coverage_by_level {
+            out += &format!(" {:>8.1}%", c * 100.0);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// The rows as a JSON list of `{"symbol","model","horizon","n","mae","mape","mase","coverage"}`.
+pub fn render_json(rows: &[BacktestRow]) -> String {
+    // Serialising plain structs of numbers and strings cannot fail.
+    serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".into())
+}
+
+/// Writes an SVG chart of the last `show_history` prices of `history`, the forecast path
+/// and its band to `path`.
+///
+/// # Errors
+/// [`BacktestError::Chart`] when drawing fails (an unwritable path included).
+pub fn render_chart_svg(
+    path: &Path,
+    title: &str,
+    history: &[f64],
+    forecast: &IntervalForecast,
+    show_history: usize,
+) -> Result<(), BacktestError> {
+    use plotters::prelude::*;
+    let chart_error = |e: &dyn std::fmt::Display| BacktestError::Chart(e.to_string());
+    let shown = &history[history.len().saturating_sub(show_history)..];
+    let last = shown.last().copied().unwrap_or(1.0);
+    let x0 = -(shown.len() as i64) + 1;
+    let x1 = forecast.path.len() as i64;
+    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
+    for v in shown
+        .iter()
+        .copied()
+        .chain(forecast.path.iter().flat_map(|p| [p.lower, p.upper]))
+    {
+        lo = lo.min(v);
+        hi = hi.max(v);
+    }
+    if !(lo.is_finite() && hi.is_finite()) || hi <= lo {
+        (lo, hi) = (last * 0.9, last * 1.1);
+    }
+    let pad = (hi - lo) * 0.05;
+    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| chart_error(&e))?;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(10)
+        .x_label_area_size(35)
+        .y_label_area_size(80)
+        .build_cartesian_2d(x0..x1.max(1), (lo - pad)..(hi + pad))
+        .map_err(|e| chart_error(&e))?;
+    chart
+        .configure_mesh()
+        .x_desc("days from the last price")
+        .y_desc("price")
+        .draw()
+        .map_err(|e| chart_error(&e))?;
+    let band: Vec<(i64, f64)> = std::iter::once((0, last))
+        .chain(forecast.path.iter().map(|p| (p.day as i64, p.upper)))
+        .chain(forecast.path.iter().rev().map(|p| (p.day as i64, p.lower)))
+        .collect();
+    chart
+        .draw_series(std::iter::once(Polygon::new(band, BLUE.mix(0.2))))
+        .map_err(|e| chart_error(&e))?
+        .label(format!("{:.0}% interval", forecast.level * 100.0))
+        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], BLUE.mix(0.2).filled()));
+    chart
+        .draw_series(LineSeries::new(
+            shown.iter().enumerate().map(|(i, &p)| (x0 + i as i64, p)),
+            &BLACK,
+        ))
+        .map_err(|e| chart_error(&e))?
+        .label("history")
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], BLACK));
+    chart
+        .draw_series(LineSeries::new(
+            std::iter::once((0, last)).chain(forecast.path.iter().map(|p| (p.day as i64, p.price))),
+            &BLUE,
+        ))
+        .map_err(|e| chart_error(&e))?
+        .label(format!("forecast ({})", forecast.model))
+        .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], BLUE));
+    chart
+        .configure_series_labels()
+        .border_style(BLACK)
+        .background_style(WHITE.mix(0.8))
+        .draw()
+        .map_err(|e| chart_error(&e))?;
+    root.present().map_err(|e| chart_error(&e))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forecast::{drift::Drift, intervals::forecast_with_intervals, theta::Theta};
+
+    fn wavy(n: usize) -> Vec<f64> {
+        (0..n)
+            .map(|i| 100.0 * (1.0 + 0.2 * (i as f64 / 13.0).sin()) * 1.001_f64.powi(i as i32))
+            .collect()
+    }
+
+    fn small_config() -> BacktestConfig {
+        BacktestConfig {
+            horizons: vec![1, 5],
+            folds: 6,
+            min_train: 60,
+            extra_levels: vec![0.95],
+            threads: 2,
+            ..BacktestConfig::default()
+        }
+    }
+
+    #[test]
+    fn cutoffs_leave_room_for_the_longest_horizon() {
+        let c = cutoffs(500, 30, 5, 100);
+        assert_eq!(c, vec![100, 193, 285, 378, 470]);
+        assert!(cutoffs(120, 30, 5, 100).is_empty());
+        assert_eq!(cutoffs(130, 30, 5, 100), vec![100]);
+    }
+
+    #[test]
+    fn naive_has_a_mase_of_exactly_one() {
+        let series = [Series {
+            symbol: "W".into(),
+            prices: wavy(300),
+        }];
+        let models = models_from_names(&["naive", "drift"]).unwrap();
+        let rows = run_backtest(&series, &models, &small_config(), &|_| {}).unwrap();
+        assert_eq!(rows.len(), 4);
+        for r in rows.iter().filter(|r| r.model == "naive") {
+            assert_eq!(r.mase, 1.0);
+            assert_eq!(r.n, 6);
+        }
+        let drift = rows.iter().find(|r| r.model == "drift").unwrap();
+        assert!(drift.mase.is_finite() && drift.mase != 1.0);
+    }
+
+    #[test]
+    fn prices_after_a_cutoff_do_not_change_that_folds_forecast() {
+        let prices = wavy(300);
+        let mut altered = prices.clone();
+        let cutoff = 200;
+        for p in &mut altered[cutoff..] {
+            *p *= 3.0;
+        }
+        let settings = CalibrationSettings::default();
+        for model in models_from_names(&["drift", "theta", "ets", "ensemble", "auto"]).unwrap() {
+            let a =
+                evaluate_fold(model.as_ref(), &prices, cutoff, &[1, 7], &[0.8], &settings).unwrap();
+            let b = evaluate_fold(model.as_ref(), &altered, cutoff, &[1, 7], &[0.8], &settings)
+                .unwrap();
+            for (x, y) in a.iter().zip(&b) {
+                assert_eq!(x.forecast, y.forecast, "{}", model.name());
+                assert_eq!(x.bands, y.bands, "{}", model.name());
+                assert_eq!(x.actual * 3.0, y.actual);
+            }
+        }
+    }
+
+    #[test]
+    fn naive_is_run_for_mase_even_when_not_asked_for() {
+        let series = [Series {
+            symbol: "W".into(),
+            prices: wavy(200),
+        }];
+        let models: Vec<Box<dyn Forecaster>> = vec![Box::new(Drift), Box::new(Theta::default())];
+        let calls = AtomicUsize::new(0);
+        let rows = run_backtest(&series, &models, &small_config(), &|p| {
+            calls.fetch_add(1, Ordering::Relaxed);
+            assert_eq!(p.total, 3);
+        })
+        .unwrap();
+        assert_eq!(calls.load(Ordering::Relaxed), 3);
+        assert!(rows.iter().all(|r| r.model != "naive"));
+        assert!(rows.iter().all(|r| r.coverage_by_level.len() == 2));
+    }
+
+    #[test]
+    fn a_series_without_a_fold_is_a_clear_error() {
+        let series = [Series {
+            symbol: "S".into(),
+            prices: wavy(50),
+        }];
+        let err = run_backtest(
+            &series,
+            &models_from_names(&["naive"]).unwrap(),
+            &small_config(),
+            &|_| {},
+        )
+        .unwrap_err();
+        assert!(matches!(err, BacktestError::SeriesTooShort { got: 50, .. }));
+    }
+
+    #[test]
+    fn json_rows_have_exactly_the_documented_keys() {
+        let row = score("X", "naive", 1, 0, &[], &[], &[0.8]);
+        let v = serde_json::to_value(vec![row]).unwrap();
+        let keys: Vec<&str> = v[0]
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        let mut expected = vec![
+            "symbol", "model", "horizon", "n", "mae", "mape", "mase", "coverage",
+        ];
+        expected.sort();
+        let mut keys = keys;
+        keys.sort();
+        assert_eq!(keys, expected);
+    }
+
+    #[test]
+    fn overall_averages_mase_and_coverage_per_model_and_horizon() {
+        let row = |symbol: &str, mase: f64, coverage: f64| BacktestRow {
+            symbol: symbol.into(),
+            model: "m".into(),
+            horizon: 1,
+            n: 1,
+            mae: 0.0,
+            mape: 0.0,
+            mase,
+            coverage,
+            coverage_by_level: vec![(0.8, coverage)],
+        };
+        let o = overall(&[
+            row("A", 0.9, 0.7),
+            row("B", 1.1, 0.9),
+            row("C", f64::INFINITY, 0.8),
+        ]);
+        assert_eq!(o.len(), 1);
+        assert!((o[0].mean_mase - 1.0).abs() < 1e-12);
+        assert!((o[0].mean_coverage - 0.8).abs() < 1e-12);
+        assert!(render_overall_table(&o).contains("cov@80%"));
+    }
+
+    #[test]
+    fn the_csv_reader_takes_the_close_column_and_the_file_stem() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ABC.csv");
+        std::fs::write(&path, "date,open,close\n2024-01-01,1,2.5\n2024-01-02,2,3\n").unwrap();
+        let s = read_csv(&path).unwrap();
+        assert_eq!(s.symbol, "ABC");
+        assert_eq!(s.prices, vec![2.5, 3.0]);
+        std::fs::write(&path, "date,close\n2024-01-01,x\n").unwrap();
+        assert!(matches!(
+            read_csv(&path),
+            Err(BacktestError::Csv { line: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn the_real_csv_files_parse() {
+        let s = read_csv(Path::new("data/prices/BTC.csv")).unwrap();
+        assert_eq!(s.symbol, "BTC");
+        assert!(s.prices.len() > 3000);
+    }
+
+    #[test]
+    fn the_chart_is_an_svg_with_history_and_band() {
+        let prices = wavy(200);
+        let f = forecast_with_intervals(&Theta::default(), &prices, 14, 0.8).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("chart.svg");
+        render_chart_svg(&path, "W", &prices, &f, 90).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(svg.starts_with("<svg"));
+        assert!(svg.contains("polygon") || svg.contains("<path") || svg.contains("polyline"));
+    }
+}
