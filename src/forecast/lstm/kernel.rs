@@ -208,7 +208,7 @@ impl Activation {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod simd {
+pub(crate) mod simd {
     //! AVX2/FMA versions of the polynomials above, 8 lanes at a time.
     use super::Activation;
     use std::arch::x86_64::*;
@@ -254,7 +254,7 @@ mod simd {
 
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    fn sigmoid8(x: __m256) -> __m256 {
+    pub(crate) fn sigmoid8(x: __m256) -> __m256 {
         let one = _mm256_set1_ps(1.0);
         let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));
         _mm256_div_ps(one, _mm256_add_ps(one, e))
@@ -262,7 +262,7 @@ mod simd {
 
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    fn tanh8(x: __m256) -> __m256 {
+    pub(crate) fn tanh8(x: __m256) -> __m256 {
         let z = _mm256_mul_ps(x, x);
         let mut p = _mm256_set1_ps(-5.704_988_7e-3);
         for c in [2.063_909e-2, -5.373_971_6e-2, 1.333_144_2e-1, -3.333_328e-1] {
