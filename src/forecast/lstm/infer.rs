@@ -436,8 +436,12 @@ mod tests {
 #[cfg(test)]
 mod timing {
     use super::*;
-    use crate::forecast::lstm::network::SplitMix64;
+    use crate::forecast::lstm::network::{Predictor, SplitMix64};
 
+    /// `cargo test --release --lib time_packed_predict -- --ignored --nocapture`: best-of-400
+    /// times of one 2x64, 60-step prediction, packed path (AVX2 and scalar) against the batch
+    /// predictor with one window (the forecast path before packing), interleaved so that
+    /// machine load hits them alike.
     #[test]
     #[ignore]
     fn time_packed_predict() {
@@ -450,23 +454,28 @@ mod timing {
             .map(|_| (rng.next_f32() - 0.5) * 0.25)
             .collect();
         let window: Vec<f32> = (0..60).map(|_| rng.next_f32()).collect();
-        let p = Packed::new(layout, &params).unwrap();
+        let p = Packed::new(layout, &params).expect("packs");
         let mut s = Scratch::default();
-        for rep in 0..5 {
-            let mut best = f64::INFINITY;
-            let mut best_proj = f64::INFINITY;
-            for _ in 0..400 {
-                let t0 = std::time::Instant::now();
-                std::hint::black_box(p.predict(std::hint::black_box(&window), &mut s));
-                best = best.min(t0.elapsed().as_secs_f64());
-                let t0 = std::time::Instant::now();
-                project(true, 64, 60, &s.seq, &p.w_ih[1], &p.bias[1], &mut s.pre);
-                best_proj = best_proj.min(t0.elapsed().as_secs_f64());
-            }
+        let mut batch = Predictor::new(layout, 60, 1);
+        let best_of = |f: &mut dyn FnMut() -> f32| {
+            (0..400)
+                .map(|_| {
+                    let t0 = std::time::Instant::now();
+                    std::hint::black_box(f());
+                    t0.elapsed().as_secs_f64() * 1e6
+                })
+                .fold(f64::INFINITY, f64::min)
+        };
+        for rep in 0..3 {
+            let packed = best_of(&mut || p.predict(std::hint::black_box(&window), &mut s));
+            let scalar = best_of(&mut || p.predict_with(&window, &mut s, false));
+            let mut y = [0.0f32];
+            let old = best_of(&mut || {
+                batch.predict(&params, &[&window], &mut y);
+                y[0]
+            });
             eprintln!(
-                "rep {rep}: predict min {:.1} us, project min {:.1} us",
-                best * 1e6,
-                best_proj * 1e6
+                "rep {rep}: packed {packed:.1} us, packed scalar {scalar:.1} us, batch predictor {old:.1} us"
             );
         }
     }

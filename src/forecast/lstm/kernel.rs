@@ -620,3 +620,30 @@ mod tests {
         assert_eq!(fast_tanh(-1000.0), -1.0);
     }
 }
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    /// `cargo test --release --lib time_panel_gemm -- --ignored --nocapture`: best-of-N time of
+    /// the training step products against their FMA count.
+    #[test]
+    #[ignore]
+    fn time_panel_gemm() {
+        for (m, k, n) in [(32, 64, 256), (16, 64, 256), (32, 256, 64), (16, 256, 64)] {
+            let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
+            let mut panels = Panels::default();
+            panels.pack(k, n, |kk, j| b[kk * n + j]);
+            let mut c = vec![0.0f32; m * n];
+            let mut best = f64::INFINITY;
+            for _ in 0..2000 {
+                let t0 = std::time::Instant::now();
+                panel_gemm_acc(m, &a, k, &panels, &mut c, n);
+                best = best.min(t0.elapsed().as_secs_f64());
+            }
+            let gflops = 2.0 * (m * k * n) as f64 / best / 1e9;
+            eprintln!("{m}x{k}x{n}: {:.2} us, {gflops:.1} GFLOP/s", best * 1e6);
+        }
+    }
+}
