@@ -152,6 +152,8 @@ pub(crate) struct Workspace {
     w_hh_t: Vec<Panels>,
     /// `W_hh` per layer, packed for the backward step products.
     w_hh_p: Vec<Panels>,
+    /// `W_ih` of the layer being back-propagated, packed for the gradient to the layer below.
+    w_ih_p: Panels,
     dgates: Vec<f32>,
     dh_out: Vec<f32>,
     dc: Vec<f32>,
@@ -213,6 +215,7 @@ impl Workspace {
             zeros: vec![0.0; batch * h],
             w_hh_t: vec![Panels::default(); layout.layers],
             w_hh_p: vec![Panels::default(); layout.layers],
+            w_ih_p: Panels::default(),
             dgates: vec![0.0; tb * g],
             dh_out: vec![0.0; tb * h],
             dc: vec![0.0; batch * h],
@@ -430,18 +433,19 @@ impl Workspace {
                 }
             }
             if let Some(prev) = below.last() {
-                sgemm(
+                // The hidden-state gradient of the layer below: `dgates * W_ih` over all steps.
+                // Through the packed-panel kernel, not matrixmultiply: 66 vs 34 GFLOP/s for
+                // this 960 x 256 x 64 shape (`time_panel_gemm`).
+                let w_ih = &p[lay.w_ih(l)];
+                self.w_ih_p.pack(g, hd, |gi, k| w_ih[gi * hd + k]);
+                self.dh_out.fill(0.0);
+                panel_gemm_acc(
                     steps * bt,
-                    g,
-                    hd,
-                    1.0,
                     &self.dgates,
-                    (g, 1),
-                    &p[lay.w_ih(l)],
-                    (hd, 1),
-                    0.0,
+                    g,
+                    &self.w_ih_p,
                     &mut self.dh_out,
-                    (hd, 1),
+                    hd,
                 );
                 if self.dropout {
                     for (d, m) in self.dh_out.iter_mut().zip(&prev.mask) {
