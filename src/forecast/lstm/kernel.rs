@@ -59,66 +59,88 @@ pub(crate) fn sgemm(
     }
 }
 
-/// `C += A * B` for small row-major matrices (`m x k` times `k x n`, leading dimensions `lda`,
-/// `ldb`, `ldc`): the per-time-step products of the recurrence.
+/// Width of the column panels of [`Panels`]: two AVX2 vectors.
+const PANEL: usize = 16;
+
+/// A `k x n` right-hand operand rearranged as column panels of [`PANEL`] (`[panel][k][PANEL]`,
+/// the last panel zero-padded), for [`panel_gemm_acc`].
+///
+/// The per-step products of the recurrence multiply by the same weights 59 times per batch.
+/// Read in place, the row stride of `W_hh^T` (1 KB) maps a 16-column panel onto 4 of L1's 64
+/// sets, so the panel never stayed in L1 (profiled: the broadcasts of A waiting on B's loads
+/// were the hottest instructions of training). Packed once per batch, a panel is one
+/// contiguous `k x 64 B` stream that does.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Panels {
+    k: usize,
+    n: usize,
+    data: Vec<f32>,
+}
+
+impl Panels {
+    /// Packs `B[kk][j] = value(kk, j)`, reusing the allocation.
+    pub fn pack(&mut self, k: usize, n: usize, value: impl Fn(usize, usize) -> f32) {
+        let panels = n.div_ceil(PANEL);
+        self.k = k;
+        self.n = n;
+        self.data.clear();
+        self.data.resize(panels * k * PANEL, 0.0);
+        for jp in 0..panels {
+            for kk in 0..k {
+                let row = &mut self.data[(jp * k + kk) * PANEL..(jp * k + kk + 1) * PANEL];
+                for (u, v) in row.iter_mut().enumerate().take(n - jp * PANEL) {
+                    *v = value(kk, jp * PANEL + u);
+                }
+            }
+        }
+    }
+}
+
+/// `C += A * B` for a small row-major `A` (`m x k`, leading dimension `lda`) and a packed `B`
+/// (`k x n`): the per-time-step products of the recurrence.
 ///
 /// matrixmultiply packs both operands and allocates on every call; for a 16 x 64 x 256 product
 /// that overhead was a third of training time (profiled), so the step products use this
-/// register-blocked kernel (4 rows x 16 columns of accumulators) that reads the operands in place.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn small_gemm_acc(
+/// register-blocked kernel (6 rows x 16 columns of accumulators) on a pre-packed `B`.
+pub(crate) fn panel_gemm_acc(
     m: usize,
-    k: usize,
-    n: usize,
     a: &[f32],
     lda: usize,
-    b: &[f32],
-    ldb: usize,
+    b: &Panels,
     c: &mut [f32],
     ldc: usize,
 ) {
+    let (k, n) = (b.k, b.n);
     if m == 0 || n == 0 || k == 0 {
         return;
     }
-    assert!(
-        lda >= k && ldb >= n && ldc >= n,
-        "small_gemm_acc: leading dimensions"
+    assert!(lda >= k && ldc >= n, "panel_gemm_acc: leading dimensions");
+    assert!(a.len() >= (m - 1) * lda + k, "panel_gemm_acc: A too short");
+    assert!(c.len() >= (m - 1) * ldc + n, "panel_gemm_acc: C too short");
+    assert_eq!(
+        b.data.len(),
+        n.div_ceil(PANEL) * k * PANEL,
+        "panel_gemm_acc: B"
     );
-    assert!(a.len() >= (m - 1) * lda + k, "small_gemm_acc: A too short");
-    assert!(b.len() >= (k - 1) * ldb + n, "small_gemm_acc: B too short");
-    assert!(c.len() >= (m - 1) * ldc + n, "small_gemm_acc: C too short");
     #[cfg(target_arch = "x86_64")]
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
             // SAFETY: the CPU supports AVX2 and FMA; the asserts above bound every access.
-            unsafe { simd::gemm_acc(m, k, n, a, lda, b, ldb, c, ldc) };
+            unsafe { simd::panel_gemm_acc(m, a, lda, b, c, ldc) };
             return;
         }
     }
-    gemm_acc_scalar(0..m, 0..n, k, a, lda, b, ldb, c, ldc);
-}
-
-/// Plain `C += A * B` over a block of rows and columns (tails and CPUs without AVX2).
-#[allow(clippy::too_many_arguments)]
-fn gemm_acc_scalar(
-    rows: std::ops::Range<usize>,
-    cols: std::ops::Range<usize>,
-    k: usize,
-    a: &[f32],
-    lda: usize,
-    b: &[f32],
-    ldb: usize,
-    c: &mut [f32],
-    ldc: usize,
-) {
-    for i in rows {
-        let crow = &mut c[i * ldc + cols.start..i * ldc + cols.end];
-        for kk in 0..k {
-            let av = a[i * lda + kk];
-            let brow = &b[kk * ldb + cols.start..kk * ldb + cols.end];
-            for (cv, bv) in crow.iter_mut().zip(brow) {
-                *cv += av * bv;
+    for jp in 0..n.div_ceil(PANEL) {
+        let width = PANEL.min(n - jp * PANEL);
+        let panel = &b.data[jp * k * PANEL..(jp + 1) * k * PANEL];
+        for i in 0..m {
+            let crow = &mut c[i * ldc + jp * PANEL..i * ldc + jp * PANEL + width];
+            for kk in 0..k {
+                let av = a[i * lda + kk];
+                for (cv, bv) in crow.iter_mut().zip(&panel[kk * PANEL..]) {
+                    *cv += av * bv;
+                }
             }
         }
     }
@@ -208,7 +230,7 @@ impl Activation {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod simd {
+pub(crate) mod simd {
     //! AVX2/FMA versions of the polynomials above, 8 lanes at a time.
     use super::Activation;
     use std::arch::x86_64::*;
@@ -254,7 +276,7 @@ mod simd {
 
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    fn sigmoid8(x: __m256) -> __m256 {
+    pub(crate) fn sigmoid8(x: __m256) -> __m256 {
         let one = _mm256_set1_ps(1.0);
         let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), x));
         _mm256_div_ps(one, _mm256_add_ps(one, e))
@@ -262,7 +284,7 @@ mod simd {
 
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    fn tanh8(x: __m256) -> __m256 {
+    pub(crate) fn tanh8(x: __m256) -> __m256 {
         let z = _mm256_mul_ps(x, x);
         let mut p = _mm256_set1_ps(-5.704_988_7e-3);
         for c in [2.063_909e-2, -5.373_971_6e-2, 1.333_144_2e-1, -3.333_328e-1] {
@@ -280,64 +302,100 @@ mod simd {
         _mm256_blendv_ps(large, small, is_small)
     }
 
-    /// AVX2 body of [`super::small_gemm_acc`]; the caller checked all extents.
+    /// AVX2 body of [`super::panel_gemm_acc`]; the caller checked all extents.
     #[target_feature(enable = "avx2,fma")]
-    #[allow(clippy::too_many_arguments)]
-    pub(super) unsafe fn gemm_acc(
+    pub(super) unsafe fn panel_gemm_acc(
         m: usize,
-        k: usize,
-        n: usize,
         a: &[f32],
         lda: usize,
-        b: &[f32],
-        ldb: usize,
+        b: &super::Panels,
         c: &mut [f32],
         ldc: usize,
     ) {
-        let (ap, bp, cp) = (a.as_ptr(), b.as_ptr(), c.as_mut_ptr());
-        let n16 = n - n % 16;
-        let m4 = m - m % 4;
-        // SAFETY (all pointer accesses below): rows < m, columns < n and kk < k, which the
-        // caller's asserts bound inside `a`, `b` and `c`.
-        unsafe {
-            for i in (0..m4).step_by(4) {
-                for j in (0..n16).step_by(16) {
-                    let mut acc = [_mm256_setzero_ps(); 8];
-                    for kk in 0..k {
-                        let b0 = _mm256_loadu_ps(bp.add(kk * ldb + j));
-                        let b1 = _mm256_loadu_ps(bp.add(kk * ldb + j + 8));
-                        for r in 0..4 {
-                            let av = _mm256_set1_ps(*ap.add((i + r) * lda + kk));
-                            acc[2 * r] = _mm256_fmadd_ps(av, b0, acc[2 * r]);
-                            acc[2 * r + 1] = _mm256_fmadd_ps(av, b1, acc[2 * r + 1]);
-                        }
-                    }
-                    for r in 0..4 {
-                        let c0 = cp.add((i + r) * ldc + j);
-                        _mm256_storeu_ps(c0, _mm256_add_ps(_mm256_loadu_ps(c0), acc[2 * r]));
-                        let c1 = c0.add(8);
-                        _mm256_storeu_ps(c1, _mm256_add_ps(_mm256_loadu_ps(c1), acc[2 * r + 1]));
+        use super::PANEL;
+        let (k, n) = (b.k, b.n);
+        let (ap, cp) = (a.as_ptr(), c.as_mut_ptr());
+        // Adds the accumulators of one row to C, only the panel's real columns at the edge.
+        let store = |row: usize, col: usize, lo: __m256, hi: __m256| {
+            let width = PANEL.min(n - col);
+            // SAFETY: row < m and col + width <= n, bounded by the caller's asserts.
+            unsafe {
+                let c0 = cp.add(row * ldc + col);
+                if width == PANEL {
+                    _mm256_storeu_ps(c0, _mm256_add_ps(_mm256_loadu_ps(c0), lo));
+                    let c1 = c0.add(8);
+                    _mm256_storeu_ps(c1, _mm256_add_ps(_mm256_loadu_ps(c1), hi));
+                } else {
+                    let mut tmp = [0.0f32; PANEL];
+                    _mm256_storeu_ps(tmp.as_mut_ptr(), lo);
+                    _mm256_storeu_ps(tmp.as_mut_ptr().add(8), hi);
+                    for (u, v) in tmp.iter().enumerate().take(width) {
+                        *c0.add(u) += v;
                     }
                 }
             }
-            for i in m4..m {
-                for j in (0..n16).step_by(16) {
-                    let mut acc0 = _mm256_setzero_ps();
-                    let mut acc1 = _mm256_setzero_ps();
-                    for kk in 0..k {
-                        let av = _mm256_set1_ps(*ap.add(i * lda + kk));
-                        acc0 = _mm256_fmadd_ps(av, _mm256_loadu_ps(bp.add(kk * ldb + j)), acc0);
-                        acc1 = _mm256_fmadd_ps(av, _mm256_loadu_ps(bp.add(kk * ldb + j + 8)), acc1);
-                    }
-                    let c0 = cp.add(i * ldc + j);
-                    _mm256_storeu_ps(c0, _mm256_add_ps(_mm256_loadu_ps(c0), acc0));
-                    let c1 = c0.add(8);
-                    _mm256_storeu_ps(c1, _mm256_add_ps(_mm256_loadu_ps(c1), acc1));
+        };
+        // SAFETY (all calls below): rows < m and panel offsets inside `b.data`, which the
+        // caller's asserts bound.
+        unsafe {
+            for jp in 0..n.div_ceil(PANEL) {
+                let bp = b.data.as_ptr().add(jp * k * PANEL);
+                let col = jp * PANEL;
+                let mut i = 0;
+                while i + 6 <= m {
+                    rows::<6>(ap.add(i * lda), lda, bp, k, |r, lo, hi| {
+                        store(i + r, col, lo, hi)
+                    });
+                    i += 6;
+                }
+                if i + 4 <= m {
+                    rows::<4>(ap.add(i * lda), lda, bp, k, |r, lo, hi| {
+                        store(i + r, col, lo, hi)
+                    });
+                    i += 4;
+                }
+                if i + 2 <= m {
+                    rows::<2>(ap.add(i * lda), lda, bp, k, |r, lo, hi| {
+                        store(i + r, col, lo, hi)
+                    });
+                    i += 2;
+                }
+                if i < m {
+                    rows::<1>(ap.add(i * lda), lda, bp, k, |r, lo, hi| {
+                        store(i + r, col, lo, hi)
+                    });
                 }
             }
         }
-        if n16 < n {
-            super::gemm_acc_scalar(0..m, n16..n, k, a, lda, b, ldb, c, ldc);
+    }
+
+    /// `R` rows of A (from `ap`) times one packed panel (`bp`, `k x 16`): 2R accumulators
+    /// (R = 6 uses 12 of the 16 registers and keeps 12 FMAs in flight per load of B).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn rows<const R: usize>(
+        ap: *const f32,
+        lda: usize,
+        bp: *const f32,
+        k: usize,
+        mut store: impl FnMut(usize, __m256, __m256),
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); 2]; R];
+        // SAFETY: the caller guarantees R rows of k values at stride lda from `ap` and a
+        // k x 16 panel at `bp`.
+        unsafe {
+            for kk in 0..k {
+                let b0 = _mm256_loadu_ps(bp.add(kk * super::PANEL));
+                let b1 = _mm256_loadu_ps(bp.add(kk * super::PANEL + 8));
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let av = _mm256_set1_ps(*ap.add(r * lda + kk));
+                    a[0] = _mm256_fmadd_ps(av, b0, a[0]);
+                    a[1] = _mm256_fmadd_ps(av, b1, a[1]);
+                }
+            }
+        }
+        for (r, a) in acc.iter().enumerate() {
+            store(r, a[0], a[1]);
         }
     }
 
@@ -503,12 +561,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_small_gemm_matches_a_naive_product_for_awkward_shapes() {
+    fn the_panel_gemm_matches_a_naive_product_for_awkward_shapes() {
         for (m, k, n) in [(1, 64, 256), (7, 5, 19), (16, 256, 64), (5, 3, 33)] {
             let a: Vec<f32> = (0..m * k).map(|i| ((i * 7) % 13) as f32 - 6.0).collect();
             let b: Vec<f32> = (0..k * n).map(|i| ((i * 5) % 11) as f32 - 5.0).collect();
             let mut c = vec![1.0f32; m * n];
-            small_gemm_acc(m, k, n, &a, k, &b, n, &mut c, n);
+            let mut panels = Panels::default();
+            panels.pack(k, n, |kk, j| b[kk * n + j]);
+            panel_gemm_acc(m, &a, k, &panels, &mut c, n);
             for i in 0..m {
                 for j in 0..n {
                     let want: f32 = 1.0 + (0..k).map(|q| a[i * k + q] * b[q * n + j]).sum::<f32>();
@@ -558,5 +618,51 @@ mod tests {
         assert!(fast_exp(1000.0).is_finite());
         assert_eq!(fast_tanh(1000.0), 1.0);
         assert_eq!(fast_tanh(-1000.0), -1.0);
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    /// `cargo test --release --lib time_panel_gemm -- --ignored --nocapture`: best-of-N time of
+    /// the training step products against their FMA count.
+    #[test]
+    #[ignore]
+    fn time_panel_gemm() {
+        for (m, k, n) in [
+            (32, 64, 256),
+            (16, 64, 256),
+            (32, 256, 64),
+            (16, 256, 64),
+            (960, 64, 256),
+            (960, 256, 64),
+        ] {
+            let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
+            let mut panels = Panels::default();
+            panels.pack(k, n, |kk, j| b[kk * n + j]);
+            let mut c = vec![0.0f32; m * n];
+            let mut best = f64::INFINITY;
+            for _ in 0..2000 {
+                let t0 = std::time::Instant::now();
+                panel_gemm_acc(m, &a, k, &panels, &mut c, n);
+                best = best.min(t0.elapsed().as_secs_f64());
+            }
+            let mut best_mm = f64::INFINITY;
+            for _ in 0..2000 {
+                let t0 = std::time::Instant::now();
+                sgemm(m, k, n, 1.0, &a, (k, 1), &b, (n, 1), 1.0, &mut c, (n, 1));
+                best_mm = best_mm.min(t0.elapsed().as_secs_f64());
+            }
+            let gflops = |t: f64| 2.0 * (m * k * n) as f64 / t / 1e9;
+            eprintln!(
+                "{m}x{k}x{n}: panels {:.2} us ({:.1} GFLOP/s), matrixmultiply {:.2} us ({:.1} GFLOP/s)",
+                best * 1e6,
+                gflops(best),
+                best_mm * 1e6,
+                gflops(best_mm)
+            );
+        }
     }
 }

@@ -8,6 +8,7 @@
 
 mod artefact;
 mod config;
+mod infer;
 mod kernel;
 mod network;
 mod train;
@@ -75,6 +76,9 @@ pub struct TrainedLstm {
     config: LstmConfig,
     layout: Layout,
     params: Vec<f32>,
+    /// `params` packed for single-window inference, once per model (`None` for hidden sizes
+    /// the packed kernels do not cover; those use the batch predictor).
+    packed: Option<infer::Packed>,
     scaler: MinMaxScaler,
     summary: TrainingSummary,
 }
@@ -117,6 +121,7 @@ pub fn train(
     Ok(TrainedLstm {
         config: config.clone(),
         layout,
+        packed: infer::Packed::new(layout, &fitted.params),
         params: fitted.params,
         scaler,
         summary: fitted.summary,
@@ -174,6 +179,26 @@ impl TrainedLstm {
             .collect();
         let floor = train::price_floor(self.scaler);
         let mut out = Vec::with_capacity(horizon);
+        let mut push = |y: f32| {
+            let price = self.scaler.unscale(y);
+            out.push(if price.is_finite() {
+                price.max(floor)
+            } else {
+                floor
+            });
+        };
+        if let Some(packed) = &self.packed {
+            SCRATCH.with(|cell| {
+                let scratch = &mut *cell.borrow_mut();
+                for _ in 0..horizon {
+                    let y = packed.predict(&window, scratch);
+                    push(y);
+                    window.rotate_left(1);
+                    window[steps - 1] = y;
+                }
+            });
+            return Ok(out);
+        }
         PREDICTOR.with(|cell| {
             let mut slot = cell.borrow_mut();
             let predictor = match &mut *slot {
@@ -191,12 +216,7 @@ impl TrainedLstm {
             let mut y = [0.0f32];
             for _ in 0..horizon {
                 predictor.predict(&self.params, &[&window], &mut y);
-                let price = self.scaler.unscale(y[0]);
-                out.push(if price.is_finite() {
-                    price.max(floor)
-                } else {
-                    floor
-                });
+                push(y[0]);
                 window.rotate_left(1);
                 window[steps - 1] = y[0];
             }
@@ -251,6 +271,7 @@ impl TrainedLstm {
         Ok(Self {
             config: metadata.config,
             layout,
+            packed: infer::Packed::new(layout, &params),
             params,
             scaler: metadata.scaler,
             summary: metadata.summary,
@@ -270,9 +291,13 @@ pub struct LstmMetadata {
 }
 
 thread_local! {
-    /// One single-window predictor per thread, so a forecast allocates nothing after the first.
+    /// One single-window predictor per thread, so a forecast allocates nothing after the first
+    /// (hidden sizes the packed kernels do not cover).
     static PREDICTOR: std::cell::RefCell<Option<(Layout, usize, Predictor)>> =
         const { std::cell::RefCell::new(None) };
+    /// Buffers of the packed single-window path, reused by every forecast on the thread.
+    static SCRATCH: std::cell::RefCell<infer::Scratch> =
+        std::cell::RefCell::new(infer::Scratch::default());
 }
 
 #[cfg(test)]
