@@ -8,11 +8,13 @@
 
 mod artefact;
 mod config;
+mod finetune;
 mod kernel;
 mod network;
 mod train;
 
 pub use config::LstmConfig;
+pub use finetune::fine_tune;
 
 use network::{Layout, Predictor};
 
