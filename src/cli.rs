@@ -1,4 +1,4 @@
-//! The command line: `serve`, `train` and `predict`. Each subcommand is a variant of
+//! The command line: `serve`, `train` (one symbol or `--all`), `predict` and `healthcheck`. Each subcommand is a variant of
 //! [`Command`] with its own settings struct and a `run_*` function, so adding one (backtest,
 //! healthcheck) touches only this file.
 
@@ -43,6 +43,8 @@ pub enum Command {
     Train(TrainArgs),
     /// Forecast from a CSV's `close` column; prints what `POST /predict` answers.
     Predict(PredictArgs),
+    /// Probe a running service (for container health checks): exit 0 on HTTP 200, 1 otherwise.
+    Healthcheck(crate::ops::healthcheck::HealthcheckArgs),
 }
 
 /// Input prices of `train` and `predict`.
@@ -59,12 +61,21 @@ pub struct CsvInput {
     pub last: Option<NonZeroUsize>,
 }
 
-/// `coinsphere-ml train`.
+/// `coinsphere-ml train`: one `--symbol` from one `--csv`, or `--all` CSVs of `--data-dir`.
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
-    /// Prices.
+    /// Symbol of the series.
+    #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+    pub symbol: Option<Symbol>,
+    /// CSV file with a header and a `close` column, oldest row first.
+    #[arg(long, required_unless_present = "all", conflicts_with = "all")]
+    pub csv: Option<PathBuf>,
+    /// Use only the last N rows.
+    #[arg(long)]
+    pub last: Option<NonZeroUsize>,
+    /// Bulk mode.
     #[command(flatten)]
-    pub input: CsvInput,
+    pub bulk: crate::ops::pretrain::PretrainArgs,
     /// Models directory and version.
     #[command(flatten)]
     pub store: StoreSettings,
@@ -103,6 +114,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve(settings) => run_serve(*settings),
         Command::Train(args) => run_train(args),
         Command::Predict(args) => run_predict(args),
+        Command::Healthcheck(args) => crate::ops::healthcheck::run(&args),
     }
 }
 
@@ -175,8 +187,24 @@ fn load_series(input: &CsvInput) -> anyhow::Result<PriceSeries> {
 }
 
 fn run_train(args: TrainArgs) -> anyhow::Result<()> {
-    let series = load_series(&args.input)?;
-    let symbol = &args.input.symbol;
+    if args.bulk.all {
+        return crate::ops::pretrain::run(
+            &args.bulk,
+            &args.training.lstm_config(),
+            &args.store.models_dir,
+            &args.store.model_version,
+        );
+    }
+    let (Some(symbol), Some(csv)) = (args.symbol, args.csv) else {
+        bail!("train needs --symbol and --csv, or --all --data-dir DIR");
+    };
+    let input = CsvInput {
+        symbol,
+        csv,
+        last: args.last,
+    };
+    let series = load_series(&input)?;
+    let symbol = &input.symbol;
     let config = args.training.lstm_config();
     let store = FsModelStore::open(&args.store.models_dir)?;
     let bar = if std::io::stderr().is_terminal() {

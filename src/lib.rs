@@ -8,6 +8,7 @@ pub mod cli;
 pub mod domain;
 pub mod forecast;
 pub mod http;
+pub mod ops;
 pub mod registry;
 pub mod risk;
 pub mod settings;

@@ -7,6 +7,10 @@
 //! - **off the runtime**: training and file I/O run on the blocking pool, never on async workers;
 //! - **bounded**: at most `max_concurrent` trainings run and at most `queue` more wait; beyond
 //!   that [`RegistryError::Overloaded`] asks the client to retry later.
+//!
+//! Explicit retraining, fine-tuning and warm-up live in the `tuning` submodule.
+
+mod tuning;
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -20,6 +24,7 @@ use tokio::sync::{watch, Semaphore};
 
 use crate::domain::{Horizon, ModelVersion, PriceSeries, Symbol};
 use crate::forecast::lstm::{self, LstmConfig, LstmError, TrainedLstm};
+use crate::ops::metrics::Metrics;
 use crate::store::{self, ModelStore, StoreError};
 
 /// Fewest prices a forecast needs (the LSTM window of SPEC section 3; the contract's 400).
@@ -142,7 +147,12 @@ pub struct Registry {
     run_slots: Arc<Semaphore>,
     admissions: Arc<Semaphore>,
     counters: Counters,
+    metrics: Arc<Metrics>,
 }
+
+/// The work a training slot runs: trains (or fine-tunes) and checks the model.
+type TrainingJob =
+    Box<dyn FnOnce(&Symbol, &LstmConfig) -> Result<TrainedLstm, RegistryError> + Send>;
 
 /// Locks a mutex, ignoring poisoning: every critical section here leaves its data consistent.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -159,6 +169,7 @@ impl Registry {
             run_slots: Arc::new(Semaphore::new(config.max_concurrent_trainings.get())),
             admissions: Arc::new(Semaphore::new(admitted)),
             counters: Counters::default(),
+            metrics: Arc::new(Metrics::new()),
             store,
             config,
         })
@@ -288,8 +299,10 @@ impl Registry {
                     self.counters
                         .cache_hits_total
                         .fetch_add(1, Ordering::Relaxed);
+                    self.metrics.cache.inc(&["hit"]);
                     return Ok(model);
                 }
+                self.metrics.cache.inc(&["miss"]);
                 match inflight.get(&key) {
                     Some(rx) => (rx.clone(), false),
                     None => {
@@ -361,11 +374,23 @@ impl Registry {
 
     /// Trains in the bounded pool, checks the model is finite, stores it.
     async fn train(self: &Arc<Self>, key: &ModelKey, prices: Arc<[f64]>) -> Outcome {
+        let job: TrainingJob = Box::new(move |sym, config| train_checked(sym, config, &prices));
+        self.run_training(key, "train", job).await
+    }
+
+    /// Runs `job` (of metrics kind `kind`) in the bounded pool and stores its model.
+    async fn run_training(
+        self: &Arc<Self>,
+        key: &ModelKey,
+        kind: &'static str,
+        job: TrainingJob,
+    ) -> Outcome {
         let symbol = key.symbol.clone();
         let Ok(admission) = Arc::clone(&self.admissions).try_acquire_owned() else {
             self.counters
                 .overloaded_total
                 .fetch_add(1, Ordering::Relaxed);
+            self.metrics.trainings.inc(&[kind, "rejected"]);
             return Err(RegistryError::Overloaded {
                 retry_after_secs: self.retry_after_secs(),
             });
@@ -394,13 +419,17 @@ impl Registry {
             // The permits live as long as the training, even if every waiter went away.
             let _permits = (admission, slot);
             let started = Instant::now();
-            tracing::info!(symbol = %sym, prices = prices.len(), epochs = config.epochs, "training started");
-            let result = train_checked(&sym, &config, &prices);
+            tracing::info!(symbol = %sym, kind, epochs = config.epochs, "training started");
+            let result = job(&sym, &config);
+            this.metrics
+                .training_finished(kind, result.is_ok(), started.elapsed());
             let seconds = started.elapsed().as_secs_f64();
             this.counters
                 .last_training_millis
                 .store((seconds * 1000.0) as u64, Ordering::Relaxed);
-            this.counters.trainings_running.fetch_sub(1, Ordering::Relaxed);
+            this.counters
+                .trainings_running
+                .fetch_sub(1, Ordering::Relaxed);
             let model = match result {
                 Ok(model) => model,
                 Err(e) => {
@@ -472,6 +501,15 @@ fn train_checked(
         tracing::debug!(%symbol, epoch = p.epoch, epochs = p.epochs, train_loss = p.train_loss, validation_loss = p.validation_loss, "epoch");
     })
     .map_err(|e| lstm_error(symbol, e))?;
+    check_model(symbol, model, prices)
+}
+
+/// Refuses a model with non-finite weights, metadata or one-step forecast on `prices`.
+fn check_model(
+    symbol: &Symbol,
+    model: TrainedLstm,
+    prices: &[f64],
+) -> Result<TrainedLstm, RegistryError> {
     let degenerate = |reason: &str| RegistryError::Degenerate {
         symbol: symbol.clone(),
         reason: reason.to_owned(),

@@ -135,6 +135,9 @@ pub struct Settings {
     /// Database URL; accepted for compatibility with the old service's configuration, unused.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
+    /// Warm-up, retraining, batch, access control, CORS and timeouts.
+    #[command(flatten)]
+    pub ops: crate::ops::settings::OpsSettings,
 }
 
 fn nz(n: usize) -> NonZeroUsize {
@@ -175,6 +178,7 @@ impl Default for Settings {
             training_queue: defaults::TRAINING_QUEUE,
             model_cache_size: nz(defaults::MODEL_CACHE_SIZE),
             database_url: None,
+            ops: crate::ops::settings::OpsSettings::default(),
         }
     }
 }

@@ -13,6 +13,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -70,6 +71,13 @@ pub trait ModelStore: Send + Sync {
     /// # Errors
     /// [`StoreError::Io`] when a file exists but cannot be removed.
     fn purge(&self, symbol: &Symbol, version: &ModelVersion) -> Result<bool, StoreError>;
+
+    /// When the stored model was written, if there is one and the store knows; used to
+    /// retrain models older than `MODEL_MAX_AGE`.
+    fn trained_at(&self, symbol: &Symbol, version: &ModelVersion) -> Option<SystemTime> {
+        let _ = (symbol, version);
+        None
+    }
 }
 
 /// The sidecar JSON next to the weights.
@@ -234,6 +242,17 @@ impl ModelStore for FsModelStore {
         atomic_write(&weights_path, &weights)?;
         atomic_write(&self.sidecar_path(symbol, version), &json)?;
         Ok(())
+    }
+
+    fn trained_at(&self, symbol: &Symbol, version: &ModelVersion) -> Option<SystemTime> {
+        #[derive(Deserialize)]
+        struct CreatedAt {
+            created_at: String,
+        }
+        let text = fs::read(self.sidecar_path(symbol, version)).ok()?;
+        let sidecar: CreatedAt = serde_json::from_slice(&text).ok()?;
+        let at = chrono::DateTime::parse_from_rfc3339(&sidecar.created_at).ok()?;
+        Some(SystemTime::from(at.with_timezone(&chrono::Utc)))
     }
 
     fn purge(&self, symbol: &Symbol, version: &ModelVersion) -> Result<bool, StoreError> {

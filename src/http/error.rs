@@ -158,6 +158,16 @@ impl ApiError {
         self.parts().0
     }
 
+    /// The machine-readable code (`no_model`, `validation_error`...), also a metrics label.
+    pub fn code(&self) -> &'static str {
+        self.parts().1
+    }
+
+    /// The `detail` value of the body (a string, or a list of field errors).
+    pub fn detail(&self) -> Value {
+        self.parts().2
+    }
+
     /// The `detail` as text (the CLI prints it).
     pub fn detail_text(&self) -> String {
         match self.parts().2 {

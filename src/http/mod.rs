@@ -3,21 +3,29 @@
 //! [`router`] assembles one router per resource; [`AppState`] is cheap to clone (it holds
 //! `Arc`s); [`server::Application`] binds a listener and serves it with graceful shutdown.
 
+pub mod auth;
+pub mod batch;
 pub mod docs;
 pub mod dto;
 pub mod error;
 pub mod extract;
+pub mod limits;
 pub mod logging;
+pub mod metrics;
 pub mod models;
+pub mod ops;
 pub mod predict;
+pub mod probes;
 pub mod risk;
 pub mod server;
 pub mod service;
+pub mod training;
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
 use axum::Router;
 use serde_json::{json, Value};
 
@@ -57,22 +65,36 @@ pub struct AppState {
     pub limits: Arc<Limits>,
     /// When the service started.
     pub started: Instant,
+    /// Readiness, access control, batch and time limits, retraining.
+    pub ops: Arc<ops::OpsState>,
 }
 
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.limits.body_limit_bytes;
-    Router::new()
+    let router = Router::new()
         .merge(service::router())
         .merge(predict::router())
         .merge(risk::router())
         .merge(models::router())
         .merge(docs::router())
+        .merge(batch::router())
+        .merge(training::router())
+        .merge(probes::router())
+        .merge(metrics::router())
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn(logging::log_requests))
-        .with_state(state)
+        // Innermost first: key check, then time limit, then request metrics and the log line.
+        .layer(from_fn_with_state(state.clone(), auth::authorize))
+        .layer(from_fn_with_state(state.clone(), limits::enforce_timeout))
+        .layer(from_fn_with_state(state.clone(), metrics::track_requests))
+        .layer(axum::middleware::from_fn(logging::log_requests));
+    let router = match limits::cors_layer(&state.ops.cors_origins) {
+        Some(cors) => router.layer(cors),
+        None => router,
+    };
+    router.with_state(state)
 }
 
 /// Validates a symbol, recording a field error at `loc` if it is bad.

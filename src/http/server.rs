@@ -1,13 +1,17 @@
 //! [`Application`]: builds the state, binds the listener (port 0 in tests) and serves until
-//! SIGTERM or Ctrl-C, letting in-flight requests finish.
+//! SIGTERM or Ctrl-C, letting in-flight requests finish. Warm-up runs in the background once
+//! serving starts; `/health/ready` turns 200 when it is done and 503 again on shutdown.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::net::TcpListener;
 
+use super::ops::OpsState;
 use super::{router, AppState, Limits};
+use crate::domain::Symbol;
 use crate::registry::Registry;
 use crate::settings::Settings;
 use crate::store::{FsModelStore, StoreError};
@@ -34,6 +38,7 @@ pub struct Application {
     listener: TcpListener,
     state: AppState,
     addr: SocketAddr,
+    warmup: Vec<Symbol>,
 }
 
 impl Application {
@@ -48,6 +53,7 @@ impl Application {
             registry,
             limits: Arc::new(Limits::from_settings(&settings)),
             started: Instant::now(),
+            ops: Arc::new(OpsState::new(&settings.ops)),
         };
         let addr = SocketAddr::new(settings.host, settings.port);
         let listener = TcpListener::bind(addr)
@@ -63,6 +69,7 @@ impl Application {
             listener,
             state,
             addr,
+            warmup: settings.ops.warmup_symbols.0.clone(),
         })
     }
 
@@ -86,9 +93,31 @@ impl Application {
     /// # Errors
     /// An I/O error of the server.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.run_until(shutdown_signal()).await
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting connections, turns
+    /// `/health/ready` to 503 and waits for in-flight requests to finish.
+    ///
+    /// # Errors
+    /// An I/O error of the server.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         tracing::info!(addr = %self.addr, "listening");
+        let state = self.state.clone();
+        let warmup = self.warmup;
+        tokio::spawn(async move {
+            crate::ops::warmup::warm_up(&state.registry, &warmup).await;
+            state.ops.readiness.set_ready();
+        });
+        let ops = Arc::clone(&self.state.ops);
         axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(shutdown_signal())
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                ops.readiness.set_draining();
+            })
             .await
     }
 }

@@ -4,6 +4,7 @@
 
 mod helpers;
 mod models;
+mod ops;
 mod predict;
 mod risk;
 mod service;

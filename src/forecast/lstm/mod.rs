@@ -8,12 +8,14 @@
 
 mod artefact;
 mod config;
+mod finetune;
 mod infer;
 mod kernel;
 mod network;
 mod train;
 
 pub use config::LstmConfig;
+pub use finetune::fine_tune;
 
 use network::{Layout, Predictor};
 

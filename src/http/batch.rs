@@ -1,0 +1,145 @@
+//! `POST /predict-batch`: `{"requests": [<predict request>, ...]}` answered by
+//! `{"results": [...]}` in the same order. Each result is what `POST /predict` would answer, or
+//! `{"symbol", "error": {"status", "detail"}}`; one bad item never fails the batch.
+//!
+//! Items run as separate tasks, so their forecasts (on the blocking pool) and any trainings (in
+//! the bounded training pool) spread over the cores; items for one symbol share one model load
+//! or training through the registry's single flight.
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+use super::dto::PredictRequest;
+use super::error::{ApiError, FieldError};
+use super::extract::{ApiJson, FromJson};
+use super::ops::OpsError;
+use super::predict::predict;
+use super::AppState;
+use crate::domain::Symbol;
+
+/// Routes of this resource.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/predict-batch", post(predict_batch))
+}
+
+/// The batch body: the items stay raw JSON so that a malformed item fails alone.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BatchRequest {
+    /// The items, each a `POST /predict` body.
+    pub requests: Vec<Value>,
+}
+
+impl FromJson for BatchRequest {
+    fn from_json(value: &Value) -> Result<Self, Vec<FieldError>> {
+        let error = |msg: &str, kind: &str| {
+            vec![FieldError::new(
+                vec![json!("body"), json!("requests")],
+                msg,
+                kind,
+            )]
+        };
+        match value.as_object().map(|o| o.get("requests")) {
+            None => Err(vec![FieldError::new(
+                vec![json!("body")],
+                "Input should be a valid dictionary or object to extract fields from",
+                "model_attributes_type",
+            )]),
+            Some(None) => Err(error("Field required", "missing")),
+            Some(Some(Value::Array(items))) => Ok(Self {
+                requests: items.clone(),
+            }),
+            Some(Some(_)) => Err(error("Input should be a valid list", "list_type")),
+        }
+    }
+}
+
+async fn predict_batch(
+    State(state): State<AppState>,
+    ApiJson(batch): ApiJson<BatchRequest>,
+) -> Result<Json<Value>, OpsError> {
+    let max = state.ops.max_batch_size;
+    if batch.requests.len() > max {
+        return Err(OpsError::BatchTooLarge {
+            got: batch.requests.len(),
+            max,
+        });
+    }
+    let tasks: Vec<_> = batch
+        .requests
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let state = state.clone();
+            tokio::spawn(async move { answer_item(&state, i, &item).await })
+        })
+        .collect();
+    let mut results = Vec::with_capacity(tasks.len());
+    for task in tasks {
+        results.push(task.await.unwrap_or_else(|e| {
+            item_error(
+                Value::Null,
+                &ApiError::Internal(format!("batch item task failed: {e}")),
+            )
+        }));
+    }
+    Ok(Json(json!({ "results": results })))
+}
+
+async fn answer_item(state: &AppState, index: usize, item: &Value) -> Value {
+    let raw_symbol = item.get("symbol").cloned().unwrap_or(Value::Null);
+    // The symbol an error names: validated (upper-case) when possible, else as sent.
+    let symbol = raw_symbol
+        .as_str()
+        .and_then(|s| Symbol::parse(s).ok())
+        .map_or(raw_symbol.clone(), |s| json!(s.as_str()));
+    let request = match PredictRequest::from_json(item) {
+        Ok(r) => r,
+        Err(mut errors) => {
+            // Point each location at the item: ["body", "requests", i, ...].
+            for e in &mut errors {
+                let rest: Vec<Value> = e.loc.drain(1..).collect();
+                e.loc.extend([json!("requests"), json!(index)]);
+                e.loc.extend(rest);
+            }
+            return item_error(symbol, &ApiError::Validation(errors));
+        }
+    };
+    match predict(state, request, None).await {
+        Ok(answer) => serde_json::to_value(answer).unwrap_or(Value::Null),
+        Err(e) => item_error(symbol, &e),
+    }
+}
+
+fn item_error(symbol: Value, e: &ApiError) -> Value {
+    if let ApiError::Internal(cause) = e {
+        tracing::error!(%cause, "batch item failed");
+    }
+    json!({
+        "symbol": symbol,
+        "error": {"status": e.status().as_u16(), "detail": e.detail(), "code": e.code()},
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_body_needs_a_requests_list() {
+        assert_eq!(
+            BatchRequest::from_json(&json!({"requests": [1, {}]}))
+                .unwrap()
+                .requests
+                .len(),
+            2
+        );
+        let missing = BatchRequest::from_json(&json!({})).unwrap_err();
+        assert_eq!(missing[0].kind, "missing");
+        let wrong = BatchRequest::from_json(&json!({"requests": {}})).unwrap_err();
+        assert_eq!(wrong[0].kind, "list_type");
+        let not_object = BatchRequest::from_json(&json!([])).unwrap_err();
+        assert_eq!(not_object[0].kind, "model_attributes_type");
+    }
+}

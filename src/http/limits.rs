@@ -1,0 +1,93 @@
+//! Request time limits and CORS.
+//!
+//! Two limits: `REQUEST_TIMEOUT_SECS` (default 30) for ordinary requests, and
+//! `TRAINING_TIMEOUT_SECS` (default 900) for the routes that may train a model (`/predict`,
+//! `/predict-batch`, `/models/{symbol}/train`, `/models/{symbol}/update`). A request past its
+//! limit gets 504; a training it started is not cancelled (it runs in a spawned task and on the
+//! blocking pool) and its model is stored and served to the next request.
+
+use std::time::Duration;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use tower_http::cors::{AllowOrigin, CorsLayer};
+
+use super::ops::OpsError;
+use super::AppState;
+
+/// Whether requests to this route template may train a model (and get the long limit).
+pub fn may_train(route: &str) -> bool {
+    matches!(
+        route,
+        "/predict" | "/predict-batch" | "/models/{symbol}/train" | "/models/{symbol}/update"
+    )
+}
+
+/// Middleware applying the time limit of the request's route.
+pub async fn enforce_timeout(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let long = request
+        .extensions()
+        .get::<MatchedPath>()
+        .is_some_and(|m| may_train(m.as_str()));
+    let limit: Duration = if long {
+        state.ops.training_timeout
+    } else {
+        state.ops.request_timeout
+    };
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => OpsError::Timeout {
+            secs: limit.as_secs(),
+        }
+        .into_response(),
+    }
+}
+
+/// The CORS layer for `origins` (`*` allows any origin); `None` when the list is empty.
+pub fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let allow = if origins.iter().any(|o| o.trim() == "*") {
+        AllowOrigin::any()
+    } else {
+        let list: Vec<HeaderValue> = origins
+            .iter()
+            .filter_map(|o| HeaderValue::from_str(o.trim()).ok())
+            .collect();
+        AllowOrigin::list(list)
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(allow)
+            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_headers([header::CONTENT_TYPE, header::AUTHORIZATION])
+            .max_age(Duration::from_secs(3600)),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_routes_that_may_train_get_the_long_limit() {
+        assert!(may_train("/predict"));
+        assert!(may_train("/models/{symbol}/update"));
+        assert!(!may_train("/risk-score"));
+        assert!(!may_train("/health"));
+    }
+
+    #[test]
+    fn cors_is_off_without_origins() {
+        assert!(cors_layer(&[]).is_none());
+        assert!(cors_layer(&["*".into()]).is_some());
+        assert!(cors_layer(&["https://app.example".into()]).is_some());
+    }
+}

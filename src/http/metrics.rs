@@ -1,0 +1,86 @@
+//! `GET /metrics` (Prometheus text format) and the middleware that counts every HTTP request
+//! by method, route template (axum's `MatchedPath`, so `/models/{symbol}` is one series) and
+//! status.
+
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::header;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use super::AppState;
+use crate::ops::metrics::Gauge;
+
+/// Routes of this resource.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/metrics", get(serve_metrics))
+}
+
+async fn serve_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let stats = state.registry.stats();
+    let gauges = [
+        Gauge {
+            name: "ml_models_loaded",
+            help: "Models in memory.",
+            value: stats.models_loaded as f64,
+        },
+        Gauge {
+            name: "ml_trainings_running",
+            help: "Trainings running now.",
+            value: stats.trainings_running as f64,
+        },
+        Gauge {
+            name: "ml_trainings_waiting",
+            help: "Trainings admitted and waiting for a slot.",
+            value: stats.trainings_waiting as f64,
+        },
+        Gauge {
+            name: "ml_ready",
+            help: "1 when the service is ready for traffic.",
+            value: if state.ops.readiness.is_ready() {
+                1.0
+            } else {
+                0.0
+            },
+        },
+        Gauge {
+            name: "ml_uptime_seconds",
+            help: "Seconds since start-up.",
+            value: state.started.elapsed().as_secs_f64(),
+        },
+    ];
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.registry.metrics().render(&gauges),
+    )
+}
+
+/// Middleware recording `ml_http_requests_total` and `ml_http_request_duration_seconds`.
+/// Requests that match no route are labelled `unmatched`, so unknown paths add no series.
+pub async fn track_requests(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let method = request.method().clone();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let metrics = state.registry.metrics();
+    metrics
+        .http_requests
+        .inc(&[method.as_str(), &route, response.status().as_str()]);
+    metrics
+        .http_seconds
+        .observe(&[&route], started.elapsed().as_secs_f64());
+    response
+}
