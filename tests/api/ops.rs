@@ -275,16 +275,18 @@ async fn cors_allows_configured_origins_only() {
 async fn a_request_past_its_time_limit_gets_504_and_its_training_goes_on() {
     let app = spawn_app_with(|s| {
         s.ops.training_timeout_secs = 1.try_into().unwrap();
-        s.training.epochs = 15.try_into().unwrap();
+        // Far more work than the 1 s limit on any machine, so the 504 does not depend on speed.
+        s.training.epochs = 60.try_into().unwrap();
     })
     .await;
     let body = json!({"symbol": "BNB", "historical_prices": closes("BNB", 500)});
     let started = Instant::now();
     let (status, answer) = status_json(app.post_json("/predict", &body).await).await;
     assert_eq!((status, answer["code"].clone()), (504, json!("timeout")));
-    assert!(started.elapsed() < Duration::from_secs(5));
+    // Generous bound: the answer comes at the limit, not after the training.
+    assert!(started.elapsed() < Duration::from_secs(60));
     // The training was not cancelled: its model serves the next request.
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let deadline = Instant::now() + Duration::from_secs(600);
     while app.health().await["models_loaded"] != 1 {
         assert!(Instant::now() < deadline, "the training was lost");
         tokio::time::sleep(Duration::from_millis(100)).await;
