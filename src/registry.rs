@@ -12,6 +12,9 @@
 
 mod tuning;
 
+#[cfg(test)]
+pub(crate) use tuning::tests::registry as test_registry;
+
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

@@ -113,31 +113,8 @@ impl Retrainer {
 
 #[cfg(test)]
 mod tests {
-    use std::num::NonZeroUsize;
-
     use super::*;
-    use crate::domain::ModelVersion;
-    use crate::forecast::lstm::LstmConfig;
-    use crate::registry::RegistryConfig;
-    use crate::store::FsModelStore;
-
-    fn registry(dir: &std::path::Path) -> Arc<Registry> {
-        Registry::new(
-            RegistryConfig {
-                version: ModelVersion::parse("v1.0.0").unwrap(),
-                lstm: LstmConfig {
-                    epochs: 1,
-                    hidden_size: 8,
-                    threads: 1,
-                    ..LstmConfig::default()
-                },
-                cache_size: NonZeroUsize::new(4).unwrap(),
-                max_concurrent_trainings: NonZeroUsize::new(1).unwrap(),
-                training_queue: 2,
-            },
-            Arc::new(FsModelStore::open(dir).unwrap()),
-        )
-    }
+    use crate::registry::test_registry;
 
     fn wave(n: usize) -> PriceSeries {
         PriceSeries::parse(
@@ -151,7 +128,7 @@ mod tests {
     #[tokio::test]
     async fn a_stale_model_is_retrained_once_and_a_fresh_one_is_left_alone() {
         let dir = tempfile::tempdir().unwrap();
-        let reg = registry(dir.path());
+        let reg = test_registry(dir.path());
         let sym = Symbol::parse("WAVE").unwrap();
         let old = reg.retrain(&sym, wave(220)).await.unwrap();
 

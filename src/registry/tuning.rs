@@ -120,7 +120,7 @@ impl Registry {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::num::NonZeroUsize;
 
     use super::*;
@@ -129,7 +129,8 @@ mod tests {
     use crate::registry::RegistryConfig;
     use crate::store::FsModelStore;
 
-    fn registry(dir: &std::path::Path) -> Arc<Registry> {
+    /// A small, fast registry on `dir` for unit tests (also used by `ops::retrain`).
+    pub(crate) fn registry(dir: &std::path::Path) -> Arc<Registry> {
         Registry::new(
             RegistryConfig {
                 version: ModelVersion::parse("v1.0.0").unwrap(),
