@@ -6,7 +6,7 @@
 //! on the same cutoffs, so 1.00 means "as good as the last price" and below is better.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use serde::Serialize;
@@ -47,6 +47,9 @@ pub enum BacktestError {
     /// A model name, a price or a fit was rejected.
     #[error(transparent)]
     Forecast(#[from] ForecastError),
+    /// The run was cancelled before it finished.
+    #[error("the backtest was cancelled")]
+    Cancelled,
     /// The chart could not be drawn.
     #[error("chart: {0}")]
     Chart(String),
@@ -292,6 +295,21 @@ pub fn run_backtest(
     config: &BacktestConfig,
     progress: &(dyn Fn(Progress) + Sync),
 ) -> Result<Vec<BacktestRow>, BacktestError> {
+    run_backtest_cancellable(series, models, config, progress, &AtomicBool::new(false))
+}
+
+/// [`run_backtest`] that stops early, with [`BacktestError::Cancelled`], once `cancel` is
+/// set (checked before each fold): the HTTP service sets it when the client is gone.
+///
+/// # Errors
+/// As [`run_backtest`], and [`BacktestError::Cancelled`].
+pub fn run_backtest_cancellable(
+    series: &[Series],
+    models: &[Box<dyn Forecaster>],
+    config: &BacktestConfig,
+    progress: &(dyn Fn(Progress) + Sync),
+    cancel: &AtomicBool,
+) -> Result<Vec<BacktestRow>, BacktestError> {
     validate(config)?;
     let max_h = config.horizons.iter().copied().max().unwrap_or(1);
     let levels: Vec<f64> = std::iter::once(config.level)
@@ -343,6 +361,9 @@ pub fn run_backtest(
                 let outcomes: Outcomes = folds[s]
                     .iter()
                     .map(|&c| {
+                        if cancel.load(Ordering::Relaxed) {
+                            return None;
+                        }
                         evaluate_fold(
                             all[m],
                             &series[s].prices,
@@ -365,6 +386,9 @@ pub fn run_backtest(
             });
         }
     });
+    if cancel.load(Ordering::Relaxed) {
+        return Err(BacktestError::Cancelled);
+    }
     let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
 
     let mut rows = Vec::new();

@@ -230,6 +230,24 @@ pub struct IntervalForecast {
     pub calibration_samples: usize,
 }
 
+/// Puts the conformal band of `calibration` at `level` around each day of a point path
+/// (`point[0]` is day 1).
+pub fn banded_path(point: &[f64], calibration: &Calibration, level: f64) -> Vec<PathPoint> {
+    point
+        .iter()
+        .enumerate()
+        .map(|(i, &price)| {
+            let q = calibration.half_width(i + 1, level);
+            PathPoint {
+                day: i + 1,
+                price,
+                lower: price * (-q).exp(),
+                upper: price * q.exp(),
+            }
+        })
+        .collect()
+}
+
 /// Fits `model` to `prices` and returns the path for days 1..=`horizon` with conformal
 /// bands at `level`, with default [`CalibrationSettings`].
 ///
@@ -273,20 +291,7 @@ pub fn forecast_with_settings(
         Some(c) => c,
         None => rolling_calibration(model, prices, horizon, settings)?,
     };
-    let point = fitted.predict(horizon);
-    let path = point
-        .iter()
-        .enumerate()
-        .map(|(i, &price)| {
-            let q = calibration.half_width(i + 1, level);
-            PathPoint {
-                day: i + 1,
-                price,
-                lower: price * (-q).exp(),
-                upper: price * q.exp(),
-            }
-        })
-        .collect();
+    let path = banded_path(&fitted.predict(horizon), &calibration, level);
     let backtest_mape = calibration.mape(horizon);
     Ok(IntervalForecast {
         model: fitted.label(horizon),

@@ -33,6 +33,22 @@ impl FittedLstm {
     }
 }
 
+/// The conformal calibration of a trained LSTM: the absolute log errors its training
+/// measured on the validation tail at each horizon, with `history`'s daily moves as the
+/// fallback where a horizon has too few of them.
+pub fn lstm_calibration(model: &TrainedLstm, history: &[f64]) -> Calibration {
+    // The engine keeps |errors|; their sign only matters for MAPE's asymmetry.
+    let fallback_abs_errors = history
+        .windows(2)
+        .map(|w| (w[1] / w[0]).ln().abs())
+        .filter(|e| e.is_finite())
+        .collect();
+    Calibration {
+        log_errors: model.summary().validation_abs_log_errors_by_horizon.clone(),
+        fallback_abs_errors,
+    }
+}
+
 impl Forecaster for LstmForecaster {
     fn name(&self) -> &'static str {
         "lstm"
@@ -68,17 +84,7 @@ impl FittedForecaster for FittedLstm {
     }
 
     fn calibration(&self, _horizon: usize) -> Option<Calibration> {
-        // The engine keeps |errors|; their sign only matters for MAPE's asymmetry.
-        let summary = self.model.summary();
-        let fallback_abs_errors = self
-            .history
-            .windows(2)
-            .map(|w| (w[1] / w[0]).ln().abs())
-            .collect();
-        Some(Calibration {
-            log_errors: summary.validation_abs_log_errors_by_horizon.clone(),
-            fallback_abs_errors,
-        })
+        Some(lstm_calibration(&self.model, &self.history))
     }
 }
 
@@ -88,7 +94,6 @@ mod tests {
     use crate::forecast::intervals::forecast_with_intervals;
 
     #[test]
-    #[ignore = "needs the LSTM engine of branch lstm (issue 2)"]
     fn a_trained_lstm_gives_a_banded_path_of_the_requested_length() {
         let prices: Vec<f64> = (0..300)
             .map(|i| 100.0 * (1.0 + 0.1 * (i as f64 / 9.0).sin()))
