@@ -4,8 +4,7 @@
 //! trend model overshooting), which is what combinations are for on noisy daily prices.
 
 use super::{
-    drift::Drift, exp_path, log_prices, naive::Naive, theta::Theta, FittedForecaster,
-    ForecastError, Forecaster,
+    exp_path, log_prices, naive::Naive, theta::Theta, FittedForecaster, ForecastError, Forecaster,
 };
 
 /// The median of its members' paths.
@@ -15,11 +14,18 @@ pub struct Ensemble {
 }
 
 impl Default for Ensemble {
-    /// naive, drift and theta. ETS is left out: on the real data its trends overshoot at
+    /// naive, SES and theta: two level forecasts and one with a damped trend, so the median
+    /// follows theta's trend only where a level forecast agrees with it. On the real data
+    /// (100 folds) this beat naive at 1, 7 and 30 days, where the median of naive, drift
+    /// and theta lost 1-4% at 7 and 30 days. ETS is left out: its trends overshoot at
     /// 30 days (MASE 1.5) and its fits cost 100 times theta's.
     fn default() -> Self {
         Self {
-            members: vec![Box::new(Naive), Box::new(Drift), Box::new(Theta::default())],
+            members: vec![
+                Box::new(Naive),
+                Box::new(Theta::ses()),
+                Box::new(Theta::default()),
+            ],
         }
     }
 }

@@ -36,7 +36,7 @@ pub struct CalibrationSettings {
 impl Default for CalibrationSettings {
     fn default() -> Self {
         Self {
-            max_origins: 40,
+            max_origins: 80,
             lookback: 540,
             min_train: 30,
         }
@@ -56,8 +56,10 @@ pub struct Calibration {
 impl Calibration {
     /// The half-width `q` (log space) of the band at `horizon` for `level`.
     ///
-    /// The `ceil(m * level)`-th smallest of the `m` absolute errors (the empirical quantile;
-    /// split conformal's `m + 1` made 80% bands cover 84% on the real data, too wide). Where fewer than 8 errors were measured at
+    /// The split-conformal quantile of the `m` absolute errors: the `ceil((m + 1) * level)`-th
+    /// smallest (the largest when that rank exceeds `m`). With 80 origins this covered
+    /// 80-82% (80% level) and 95.5-95.8% (95% level) on the real data over 100 folds; the
+    /// plain `ceil(m * level)` rank with 40 origins covered only 92.6% at 95%. Where fewer than 8 errors were measured at
     /// `horizon`, the nearest shorter horizon `h0` with enough is scaled by
     /// `sqrt(horizon / h0)` (random-walk error growth).
     pub fn half_width(&self, horizon: usize, level: f64) -> f64 {
@@ -130,15 +132,15 @@ fn mean(values: impl Iterator<Item = f64>) -> f64 {
     }
 }
 
-/// The empirical quantile of `abs_errors` at `level`: the `ceil(m * level)`-th smallest
-/// (0 when there are none).
+/// The split-conformal quantile of `abs_errors` at `level`: the `ceil((m + 1) * level)`-th
+/// smallest of the `m` errors, capped at the largest (0 when there are none).
 pub fn conformal_quantile(abs_errors: impl Iterator<Item = f64>, level: f64) -> f64 {
     let mut v: Vec<f64> = abs_errors.filter(|e| e.is_finite()).collect();
     if v.is_empty() {
         return 0.0;
     }
     v.sort_by(f64::total_cmp);
-    let rank = (v.len() as f64 * level).ceil() as usize;
+    let rank = ((v.len() + 1) as f64 * level).ceil() as usize;
     v[rank.clamp(1, v.len()) - 1]
 }
 
@@ -315,12 +317,13 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn the_conformal_quantile_takes_the_ceil_rank() {
+    fn the_conformal_quantile_takes_the_split_conformal_rank() {
         let v = (1..=9).map(f64::from);
-        // ceil(9 * 0.8) = 8th smallest.
+        // ceil(10 * 0.8) = 8th smallest.
         assert_eq!(conformal_quantile(v.clone(), 0.8), 8.0);
-        // ceil(9 * 0.5) = 5th smallest.
+        // ceil(10 * 0.5) = 5th smallest; ceil(10 * 0.75) = 8th.
         assert_eq!(conformal_quantile(v.clone(), 0.5), 5.0);
+        assert_eq!(conformal_quantile(v.clone(), 0.75), 8.0);
         assert_eq!(conformal_quantile(v, 0.99), 9.0);
     }
 
@@ -328,7 +331,7 @@ pub(crate) mod tests {
     fn origins_stay_inside_the_history_and_after_min_train() {
         let s = CalibrationSettings::default();
         let o = calibration_origins(1000, 30, &s);
-        assert_eq!(o.len(), 40);
+        assert_eq!(o.len(), 80);
         assert_eq!(*o.last().unwrap(), 999);
         assert!(o.iter().all(|&c| (1000 - 540..1000).contains(&c)));
         let o = calibration_origins(60, 30, &s);

@@ -28,10 +28,11 @@ use intervals::Calibration;
 pub const STATS_MODEL_VERSION: &str = "stats-1.0.0";
 
 /// The names [`model_by_name`] knows, in the order they are listed to users.
-pub const MODEL_NAMES: [&str; 8] = [
+pub const MODEL_NAMES: [&str; 9] = [
     "naive",
     "drift",
     "moving_average",
+    "ses",
     "ets",
     "theta",
     "ensemble",
@@ -107,6 +108,7 @@ pub fn model_by_name(name: &str) -> Result<Box<dyn Forecaster>, ForecastError> {
         "naive" => Box::new(naive::Naive),
         "drift" => Box::new(drift::Drift),
         "moving_average" => Box::new(moving_average::MovingAverage::default()),
+        "ses" => Box::new(theta::Theta::ses()),
         "ets" => Box::new(ets::Ets::default()),
         "theta" => Box::new(theta::Theta::default()),
         "ensemble" => Box::new(ensemble::Ensemble::default()),
