@@ -595,6 +595,95 @@ pub fn render_overall_table(rows: &[OverallRow]) -> String {
     out
 }
 
+/// The rows as Markdown: a table of mean MASE and coverage per model and horizon over all
+/// series, then for each horizon a table with a row per series and a column per model
+/// (`MASE (coverage)` at the main level). Used to generate ACCURACY.md.
+pub fn render_markdown(rows: &[BacktestRow]) -> String {
+    let summary = overall(rows);
+    let mut models: Vec<&str> = Vec::new();
+    let mut horizons: Vec<usize> = Vec::new();
+    let mut symbols: Vec<&str> = Vec::new();
+    for r in rows {
+        if !models.contains(&r.model.as_str()) {
+            models.push(&r.model);
+        }
+        if !horizons.contains(&r.horizon) {
+            horizons.push(r.horizon);
+        }
+        if !symbols.contains(&r.symbol.as_str()) {
+            symbols.push(&r.symbol);
+        }
+    }
+    let levels: Vec<f64> = rows
+        .first()
+        .map(|r| r.coverage_by_level.iter().map(|c| c.0).collect())
+        .unwrap_or_default();
+    let days = |h: usize| {
+        if h == 1 {
+            "1 day".to_string()
+        } else {
+            format!("{h} days")
+        }
+    };
+    let pct = |v: f64| format!("{:.0}%", v * 100.0);
+
+    let mut out = format!("### Mean over {} series\n\n| model |", symbols.len());
+    for &h in &horizons {
+        out += &format!(" MASE {} |", days(h));
+    }
+    for &l in &levels {
+        for &h in &horizons {
+            out += &format!(" {} coverage {} |", pct(l), days(h));
+        }
+    }
+    out += &format!(
+        "\n|---|{}\n",
+        "---:|".repeat(horizons.len() * (1 + levels.len()))
+    );
+    for &m in &models {
+        out += &format!("| {m} |");
+        let find = |h: usize| summary.iter().find(|r| r.model == m && r.horizon == h);
+        for &h in &horizons {
+            out += &find(h).map_or(" |".into(), |r| format!(" {:.3} |", r.mean_mase));
+        }
+        for li in 0..levels.len() {
+            for &h in &horizons {
+                out += &find(h)
+                    .and_then(|r| r.mean_coverage_by_level.get(li))
+                    .map_or(" |".into(), |c| format!(" {:.1}% |", c.1 * 100.0));
+            }
+        }
+        out.push('\n');
+    }
+    for &h in &horizons {
+        out += &format!(
+            "\n### {} ahead: MASE (coverage of the {} interval)\n\n| series | folds |",
+            days(h),
+            levels.first().map_or(String::new(), |&l| pct(l))
+        );
+        for &m in &models {
+            out += &format!(" {m} |");
+        }
+        out += &format!("\n|---|---:|{}\n", "---:|".repeat(models.len()));
+        for &sym in &symbols {
+            let cells: Vec<&BacktestRow> = models
+                .iter()
+                .filter_map(|&m| {
+                    rows.iter()
+                        .find(|r| r.symbol == sym && r.model == m && r.horizon == h)
+                })
+                .collect();
+            let n = cells.first().map_or(0, |r| r.n);
+            out += &format!("| {sym} | {n} |");
+            for r in cells {
+                out += &format!(" {:.3} ({}) |", r.mase, pct(r.coverage));
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
 /// The rows as a JSON list of `{"symbol","model","horizon","n","mae","mape","mase","coverage"}`.
 pub fn render_json(rows: &[BacktestRow]) -> String {
     // Serialising plain structs of numbers and strings cannot fail.
@@ -727,6 +816,30 @@ mod tests {
         }
         let drift = rows.iter().find(|r| r.model == "drift").unwrap();
         assert!(drift.mase.is_finite() && drift.mase != 1.0);
+    }
+
+    #[test]
+    fn the_markdown_report_has_a_row_per_model_and_per_series() {
+        let series = [
+            Series {
+                symbol: "W".into(),
+                prices: wavy(300),
+            },
+            Series {
+                symbol: "V".into(),
+                prices: wavy(280),
+            },
+        ];
+        let models = models_from_names(&["naive", "drift"]).unwrap();
+        let rows = run_backtest(&series, &models, &small_config(), &|_| {}).unwrap();
+        let md = render_markdown(&rows);
+        assert!(md.contains("### Mean over 2 series"), "{md}");
+        assert!(md.contains("| naive | 1.000 | 1.000 |"), "{md}");
+        assert!(md.lines().any(|l| l.starts_with("| drift |")), "{md}");
+        for sym in ["| W | 6 |", "| V | 6 |"] {
+            // One line per horizon table.
+            assert_eq!(md.lines().filter(|l| l.starts_with(sym)).count(), 2, "{md}");
+        }
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! The command line: `serve`, `train` (one symbol or `--all`), `predict` and `healthcheck`. Each subcommand is a variant of
-//! [`Command`] with its own settings struct and a `run_*` function, so adding one (backtest,
-//! healthcheck) touches only this file.
+//! The command line: `serve`, `train` (one symbol or `--all`), `predict`, `healthcheck` and
+//! `backtest`. Each subcommand is a variant of [`Command`] with its own settings struct and a
+//! `run_*` function, so adding one touches only this file.
 
 use std::io::IsTerminal;
 use std::num::NonZeroUsize;
@@ -45,6 +45,56 @@ pub enum Command {
     Predict(PredictArgs),
     /// Probe a running service (for container health checks): exit 0 on HTTP 200, 1 otherwise.
     Healthcheck(crate::ops::healthcheck::HealthcheckArgs),
+    /// Rolling-origin backtest of forecasting models on CSV price histories.
+    Backtest(BacktestArgs),
+}
+
+/// How `backtest` prints its results.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// One row per series, model and horizon, then the means over series.
+    Table,
+    /// A list of `{"symbol","model","horizon","n","mae","mape","mase","coverage"}`.
+    Json,
+    /// The tables of ACCURACY.md.
+    Markdown,
+}
+
+/// `coinsphere-ml backtest`.
+#[derive(Debug, clap::Args)]
+pub struct BacktestArgs {
+    /// CSV files with a header and a `close` column, oldest row first; a file's symbol is its
+    /// name without extension.
+    #[arg(long, required = true, num_args = 1..)]
+    pub csv: Vec<PathBuf>,
+    /// Models, comma-separated (naive, drift, moving_average, ses, ets, theta, ensemble,
+    /// auto, lstm). The naive forecast always runs too: MASE divides by its error.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "naive,drift,moving_average,ses,ets,theta,ensemble,auto"
+    )]
+    pub models: Vec<String>,
+    /// Forecast horizons in days, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1,7,30")]
+    pub horizons: Vec<usize>,
+    /// Cutoffs per series, spread evenly from the 365th price to the last one that leaves the
+    /// longest horizon to score.
+    #[arg(long, default_value_t = 20)]
+    pub folds: usize,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ReportFormat::Table)]
+    pub format: ReportFormat,
+    /// Write an SVG chart of the first series' last 180 prices, the first model's forecast
+    /// over the longest horizon and its interval.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// Interval level behind `coverage`, in (0, 1).
+    #[arg(long, default_value_t = crate::forecast::intervals::DEFAULT_LEVEL)]
+    pub level: f64,
+    /// Worker threads (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
 }
 
 /// Input prices of `train` and `predict`.
@@ -115,6 +165,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Train(args) => run_train(args),
         Command::Predict(args) => run_predict(args),
         Command::Healthcheck(args) => crate::ops::healthcheck::run(&args),
+        Command::Backtest(args) => run_backtest(&args),
     }
 }
 
@@ -273,5 +324,87 @@ fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
     };
     let response = PredictResponse::new(&symbol, &forecast, horizon.get(), crate::now_rfc3339());
     println!("{}", serde_json::to_string(&response)?);
+    Ok(())
+}
+
+fn run_backtest(args: &BacktestArgs) -> anyhow::Result<()> {
+    use crate::backtest::{self, BacktestConfig};
+    let models = backtest::models_from_names(&args.models)?;
+    let series = args
+        .csv
+        .iter()
+        .map(|p| backtest::read_csv(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some(plot) = &args.plot {
+        if plot
+            .extension()
+            .is_some_and(|e| !e.eq_ignore_ascii_case("svg"))
+        {
+            bail!("--plot writes SVG; name the file *.svg");
+        }
+    }
+    let config = BacktestConfig {
+        horizons: args.horizons.clone(),
+        folds: args.folds,
+        level: args.level,
+        // The Markdown report also states how the 95% interval did.
+        extra_levels: if args.level == 0.95 {
+            vec![]
+        } else {
+            vec![0.95]
+        },
+        threads: args.threads,
+        ..BacktestConfig::default()
+    };
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(0)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} {elapsed} {msg}")
+            .expect("valid template"),
+    );
+    let started = Instant::now();
+    let rows = backtest::run_backtest(&series, &models, &config, &|p| {
+        bar.set_length(p.total as u64);
+        bar.set_position(p.done as u64);
+        bar.set_message(format!("{} {}", p.symbol, p.model));
+    })?;
+    bar.finish_and_clear();
+    match args.format {
+        ReportFormat::Table => {
+            println!("{}", backtest::render_table(&rows));
+            println!(
+                "{}",
+                backtest::render_overall_table(&backtest::overall(&rows))
+            );
+            println!(
+                "{} series, {} folds, {:.1} s",
+                series.len(),
+                args.folds,
+                started.elapsed().as_secs_f64()
+            );
+        }
+        ReportFormat::Json => println!("{}", backtest::render_json(&rows)),
+        ReportFormat::Markdown => print!("{}", backtest::render_markdown(&rows)),
+    }
+    if let (Some(plot), Some(first), Some(model)) = (&args.plot, series.first(), models.first()) {
+        let horizon = args.horizons.iter().copied().max().unwrap_or(1);
+        let forecast = crate::forecast::intervals::forecast_with_intervals(
+            model.as_ref(),
+            &first.prices,
+            horizon,
+            args.level,
+        )?;
+        let title = format!(
+            "{}: {} forecast, {:.0}% interval",
+            first.symbol,
+            forecast.model,
+            args.level * 100.0
+        );
+        backtest::render_chart_svg(plot, &title, &first.prices, &forecast, 180)?;
+        eprintln!("chart written to {}", plot.display());
+    }
     Ok(())
 }
