@@ -4,6 +4,7 @@
 //! `Arc`s); [`server::Application`] binds a listener and serves it with graceful shutdown.
 
 pub mod auth;
+pub mod backtest;
 pub mod batch;
 pub mod docs;
 pub mod dto;
@@ -80,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .merge(models::router())
         .merge(docs::router())
         .merge(batch::router())
+        .merge(backtest::router())
         .merge(training::router())
         .merge(probes::router())
         .merge(metrics::router())
