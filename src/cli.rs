@@ -316,13 +316,21 @@ fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
+    let history = series.clone();
     let forecast = runtime.block_on(registry.forecast(&symbol, series, horizon));
     let forecast = match forecast {
         Ok(f) => f,
         // The same text the HTTP API answers.
         Err(e) => bail!("{}", ApiError::from(e).detail_text()),
     };
-    let response = PredictResponse::new(&symbol, &forecast, horizon.get(), crate::now_rfc3339());
+    let response = PredictResponse::from_lstm(
+        &symbol,
+        &forecast,
+        history.as_slice(),
+        crate::forecast::intervals::DEFAULT_LEVEL,
+        registry.version().as_str(),
+        crate::now_rfc3339(),
+    );
     println!("{}", serde_json::to_string(&response)?);
     Ok(())
 }

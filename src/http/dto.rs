@@ -6,11 +6,15 @@ use serde_json::Value;
 use super::error::FieldError;
 use super::extract::{Fields, FromJson};
 use crate::domain::Symbol;
+use crate::forecast::intervals::{banded_path, IntervalForecast, PathPoint, DEFAULT_LEVEL};
+use crate::forecast::lstm_forecaster::lstm_calibration;
 use crate::registry::Forecast;
 use crate::risk::RiskScore;
 
 /// Default `days_ahead` of `/predict`.
 pub const DEFAULT_DAYS_AHEAD: i64 = 7;
+/// Default `model` of `/predict`: the LSTM, as the old service had only that one.
+pub const DEFAULT_MODEL: &str = "lstm";
 
 /// `POST /predict` body, typed but not yet validated.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,6 +25,10 @@ pub struct PredictRequest {
     pub historical_prices: Vec<f64>,
     /// Steps ahead; 7 when absent.
     pub days_ahead: i64,
+    /// Raw model name; `"lstm"` when absent.
+    pub model: String,
+    /// Raw interval level; [`DEFAULT_LEVEL`] when absent.
+    pub interval_level: f64,
 }
 
 impl FromJson for PredictRequest {
@@ -29,11 +37,15 @@ impl FromJson for PredictRequest {
         let symbol = f.string("symbol");
         let historical_prices = f.number_list("historical_prices");
         let days_ahead = f.integer_or("days_ahead", DEFAULT_DAYS_AHEAD);
+        let model = f.string_or("model", DEFAULT_MODEL);
+        let interval_level = f.number_or("interval_level", DEFAULT_LEVEL);
         f.finish()?;
         Ok(Self {
             symbol: symbol.expect("checked by finish"),
             historical_prices: historical_prices.expect("checked by finish"),
             days_ahead: days_ahead.expect("checked by finish"),
+            model: model.expect("checked by finish"),
+            interval_level: interval_level.expect("checked by finish"),
         })
     }
 }
@@ -68,35 +80,136 @@ pub struct PredictResponse {
     pub symbol: String,
     /// Last price sent.
     pub current_price: f64,
-    /// Forecast `days_ahead` steps after the last price.
+    /// Forecast `days_ahead` steps after the last price: the last `forecast[].price`.
     pub predicted_price: f64,
     /// `predicted_price - current_price`.
     pub prediction_change: f64,
     /// `prediction_change / current_price * 100`.
     pub prediction_change_percent: f64,
-    /// `1 - validation MAPE at this horizon`, in [0, 1] (see the README).
+    /// `1 - out-of-sample MAPE at this horizon`, in [0, 1] (see the README).
     pub confidence: f64,
     /// Steps ahead.
     pub days_ahead: usize,
     /// RFC 3339 UTC.
     pub timestamp: String,
+    /// The model asked for and what produced the forecast.
+    pub model: ModelInfo,
+    /// The interval level of `forecast[].lower` and `upper`, in (0, 1).
+    pub level: f64,
+    /// Days 1..=`days_ahead`: point forecast and interval.
+    pub forecast: Vec<PathPoint>,
+}
+
+/// The `model` object of a `/predict` answer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ModelInfo {
+    /// The model name the request asked for (`"lstm"`, `"auto"`...).
+    pub name: String,
+    /// The registry's model version for the LSTM, else the statistical models' version.
+    pub version: String,
+    /// What produced the forecast, e.g. `"auto(theta)"`, `"ets(AAdN)"` or `"lstm"`.
+    pub label: String,
 }
 
 impl PredictResponse {
-    /// The answer for a forecast.
-    pub fn new(symbol: &Symbol, forecast: &Forecast, days_ahead: usize, timestamp: String) -> Self {
-        let change = forecast.predicted_price - forecast.current_price;
+    /// The answer for a forecast `path` (day 1 first) after `current_price`.
+    /// `predicted_price` is the path's last price, so the two always agree.
+    pub fn new(
+        symbol: &Symbol,
+        current_price: f64,
+        path: Vec<PathPoint>,
+        confidence: f64,
+        level: f64,
+        model: ModelInfo,
+        timestamp: String,
+    ) -> Self {
+        let forecast: Vec<PathPoint> = path.into_iter().map(finite_band).collect();
+        let predicted_price = forecast.last().map_or(current_price, |p| p.price);
+        let change = predicted_price - current_price;
         Self {
             symbol: symbol.to_string(),
-            current_price: forecast.current_price,
-            predicted_price: forecast.predicted_price,
+            current_price,
+            predicted_price,
             prediction_change: change,
-            prediction_change_percent: change / forecast.current_price * 100.0,
-            confidence: forecast.confidence,
-            days_ahead,
+            prediction_change_percent: change / current_price * 100.0,
+            confidence: if confidence.is_finite() {
+                confidence.clamp(0.0, 1.0)
+            } else {
+                0.0
+            },
+            days_ahead: forecast.len(),
             timestamp,
+            model,
+            level,
+            forecast,
         }
     }
+
+    /// The answer for an LSTM forecast of the registry: the path banded at `level` by the
+    /// errors the model measured on its validation tail (`history`'s daily moves where too
+    /// few were measured). `version` is the registry's model version.
+    pub fn from_lstm(
+        symbol: &Symbol,
+        forecast: &Forecast,
+        history: &[f64],
+        level: f64,
+        version: &str,
+        timestamp: String,
+    ) -> Self {
+        let calibration = lstm_calibration(&forecast.model, history);
+        Self::new(
+            symbol,
+            forecast.current_price,
+            banded_path(&forecast.path, &calibration, level),
+            forecast.confidence,
+            level,
+            ModelInfo {
+                name: "lstm".into(),
+                version: version.into(),
+                label: "lstm".into(),
+            },
+            timestamp,
+        )
+    }
+
+    /// The answer for a statistical model's forecast; `name` is the model asked for.
+    pub fn from_intervals(
+        symbol: &Symbol,
+        current_price: f64,
+        name: &str,
+        forecast: IntervalForecast,
+        timestamp: String,
+    ) -> Self {
+        Self::new(
+            symbol,
+            current_price,
+            forecast.path,
+            forecast.confidence,
+            forecast.level,
+            ModelInfo {
+                name: name.into(),
+                version: crate::forecast::STATS_MODEL_VERSION.into(),
+                label: forecast.model,
+            },
+            timestamp,
+        )
+    }
+}
+
+/// A band that is finite and holds its price, whatever the model did: an upper end that
+/// overflowed becomes the largest finite number, a lower end above the price the price.
+fn finite_band(p: PathPoint) -> PathPoint {
+    let upper = if p.upper.is_finite() {
+        p.upper.max(p.price)
+    } else {
+        f64::MAX
+    };
+    let lower = if p.lower.is_finite() && p.lower >= 0.0 {
+        p.lower.min(p.price)
+    } else {
+        p.price
+    };
+    PathPoint { upper, lower, ..p }
 }
 
 /// `POST /risk-score` answer.
@@ -170,6 +283,99 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err[0].loc, vec![json!("body"), json!("days_ahead")]);
+    }
+
+    #[test]
+    fn model_and_level_default_to_the_lstm_at_eighty_percent() {
+        let ok =
+            PredictRequest::from_json(&json!({"symbol": "x", "historical_prices": []})).unwrap();
+        assert_eq!(ok.model, "lstm");
+        assert_eq!(ok.interval_level, 0.8);
+        let ok = PredictRequest::from_json(
+            &json!({"symbol": "x", "historical_prices": [], "model": "auto", "interval_level": 0.95}),
+        )
+        .unwrap();
+        assert_eq!((ok.model.as_str(), ok.interval_level), ("auto", 0.95));
+    }
+
+    #[test]
+    fn mistyped_model_and_level_are_reported_with_the_other_fields() {
+        let errors = PredictRequest::from_json(
+            &json!({"historical_prices": [], "model": 3, "interval_level": "x"}),
+        )
+        .unwrap_err();
+        let got: Vec<(Value, &str)> = errors
+            .iter()
+            .map(|e| (json!(e.loc), e.kind.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (json!(["body", "symbol"]), "missing"),
+                (json!(["body", "model"]), "string_type"),
+                (json!(["body", "interval_level"]), "float_type"),
+            ]
+        );
+        let null = PredictRequest::from_json(
+            &json!({"symbol": "x", "historical_prices": [], "model": null}),
+        )
+        .unwrap_err();
+        assert_eq!(null[0].kind, "string_type");
+    }
+
+    fn point(day: usize, price: f64, lower: f64, upper: f64) -> PathPoint {
+        PathPoint {
+            day,
+            price,
+            lower,
+            upper,
+        }
+    }
+
+    fn info() -> ModelInfo {
+        ModelInfo {
+            name: "theta".into(),
+            version: "stats-1.0.0".into(),
+            label: "theta".into(),
+        }
+    }
+
+    #[test]
+    fn the_predicted_price_is_the_last_point_of_the_path() {
+        let symbol = Symbol::parse("btc").unwrap();
+        let path = vec![point(1, 101.0, 99.0, 103.0), point(2, 102.5, 98.0, 107.0)];
+        let r = PredictResponse::new(&symbol, 100.0, path, 0.9, 0.8, info(), "t".into());
+        assert_eq!(r.predicted_price, 102.5);
+        assert_eq!(r.prediction_change, 2.5);
+        assert_eq!(r.prediction_change_percent, 2.5);
+        assert_eq!(r.days_ahead, 2);
+        let keys: Vec<String> = serde_json::to_value(&r)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(keys.len(), 11);
+        assert_eq!(
+            serde_json::to_value(&r).unwrap()["forecast"][1],
+            json!({"day": 2, "price": 102.5, "lower": 98.0, "upper": 107.0})
+        );
+    }
+
+    #[test]
+    fn bands_are_made_finite_and_around_their_price() {
+        let symbol = Symbol::parse("btc").unwrap();
+        let path = vec![
+            point(1, 10.0, f64::NAN, f64::INFINITY),
+            point(2, 10.0, 11.0, 9.0),
+        ];
+        let r = PredictResponse::new(&symbol, 10.0, path, f64::NAN, 0.8, info(), "t".into());
+        for p in &r.forecast {
+            assert!(p.lower.is_finite() && p.upper.is_finite());
+            assert!(p.lower <= p.price && p.price <= p.upper, "{p:?}");
+        }
+        assert_eq!(r.confidence, 0.0);
     }
 
     #[test]

@@ -66,6 +66,12 @@ pub enum ApiError {
     /// The training queue is full: 503 with `Retry-After`.
     #[error("training queue full")]
     Overloaded { retry_after_secs: u64 },
+    /// `/backtest` on a series too short for one fold: 400 with the backtester's message.
+    #[error("{message}")]
+    SeriesTooShort { message: String },
+    /// Another backtest is running: 503 with `Retry-After`.
+    #[error("a backtest is already running")]
+    BacktestBusy { retry_after_secs: u64 },
     /// No such route: 404.
     #[error("route not found")]
     RouteNotFound,
@@ -139,6 +145,14 @@ impl ApiError {
                     "Too many models are training; retry in {retry_after_secs} seconds"
                 )),
             ),
+            Self::SeriesTooShort { message } => {
+                (StatusCode::BAD_REQUEST, "series_too_short", json!(message))
+            }
+            Self::BacktestBusy { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "backtest_busy",
+                json!("A backtest is already running; retry later"),
+            ),
             Self::RouteNotFound => (StatusCode::NOT_FOUND, "not_found", json!("Not Found")),
             Self::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -185,7 +199,9 @@ impl IntoResponse for ApiError {
         }
         let mut response =
             (status, axum::Json(json!({"detail": detail, "code": code}))).into_response();
-        if let Self::Overloaded { retry_after_secs } = self {
+        if let Self::Overloaded { retry_after_secs } | Self::BacktestBusy { retry_after_secs } =
+            self
+        {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));

@@ -57,6 +57,21 @@ impl<T: FromJson> FromRequest<AppState> for ApiJson<T> {
     }
 }
 
+/// pydantic's message and kind for a value that is not an `i64`.
+fn integer_error(v: &Value) -> (&'static str, &'static str) {
+    match v {
+        Value::Number(_) if v.as_u64().is_some() => (
+            "Input should be a valid integer, unable to parse number as an integer",
+            "int_parsing",
+        ),
+        Value::Number(_) => (
+            "Input should be a valid integer, got a number with a fractional part",
+            "int_from_float",
+        ),
+        _ => ("Input should be a valid integer", "int_type"),
+    }
+}
+
 /// Reads the fields of a JSON object body, remembering every error.
 pub struct Fields<'a> {
     object: Option<&'a Map<String, Value>>,
@@ -146,22 +161,105 @@ impl<'a> Fields<'a> {
             Some(v) => match v.as_i64() {
                 Some(n) => Some(n),
                 None => {
-                    let (msg, kind) = match v {
-                        Value::Number(_) if v.as_u64().is_some() => (
-                            "Input should be a valid integer, unable to parse number as an integer",
-                            "int_parsing",
-                        ),
-                        Value::Number(_) => (
-                            "Input should be a valid integer, got a number with a fractional part",
-                            "int_from_float",
-                        ),
-                        _ => ("Input should be a valid integer", "int_type"),
-                    };
+                    let (msg, kind) = integer_error(v);
                     self.errors.push(FieldError::new(loc(field), msg, kind));
                     None
                 }
             },
         }
+    }
+
+    /// A string, `default` when absent (`null` is mistyped, as in pydantic).
+    pub fn string_or(&mut self, field: &str, default: &str) -> Option<String> {
+        let object = self.object?;
+        match object.get(field) {
+            None => Some(default.to_owned()),
+            Some(Value::String(s)) => Some(s.clone()),
+            Some(_) => {
+                self.errors.push(FieldError::new(
+                    loc(field),
+                    "Input should be a valid string",
+                    "string_type",
+                ));
+                None
+            }
+        }
+    }
+
+    /// A number, `default` when absent (`null` and strings are mistyped).
+    pub fn number_or(&mut self, field: &str, default: f64) -> Option<f64> {
+        let object = self.object?;
+        match object.get(field) {
+            None => Some(default),
+            Some(v) => match v.as_f64() {
+                Some(x) => Some(x),
+                None => {
+                    self.errors.push(FieldError::new(
+                        loc(field),
+                        "Input should be a valid number",
+                        "float_type",
+                    ));
+                    None
+                }
+            },
+        }
+    }
+
+    /// A list of strings, `default` when absent; errors name each bad index.
+    pub fn string_list_or(&mut self, field: &str, default: &[&str]) -> Option<Vec<String>> {
+        self.list_or(field, default, |item| match item {
+            Value::String(s) => Ok(s.clone()),
+            _ => Err(("Input should be a valid string", "string_type")),
+        })
+    }
+
+    /// A list of integers, `default` when absent; errors name each bad index.
+    pub fn integer_list_or(&mut self, field: &str, default: &[i64]) -> Option<Vec<i64>> {
+        self.list_or(field, default, |item| {
+            item.as_i64().ok_or_else(|| integer_error(item))
+        })
+    }
+
+    /// A list read item by item with `read`, `default` when absent.
+    fn list_or<T, D>(
+        &mut self,
+        field: &str,
+        default: &[D],
+        read: impl Fn(&Value) -> Result<T, (&'static str, &'static str)>,
+    ) -> Option<Vec<T>>
+    where
+        D: Clone + Into<T>,
+    {
+        let object = self.object?;
+        let Some(value) = object.get(field) else {
+            return Some(default.iter().cloned().map(Into::into).collect());
+        };
+        let Value::Array(items) = value else {
+            self.errors.push(FieldError::new(
+                loc(field),
+                "Input should be a valid list",
+                "list_type",
+            ));
+            return None;
+        };
+        let mut values = Vec::with_capacity(items.len());
+        let mut bad = 0;
+        for (i, item) in items.iter().enumerate() {
+            match read(item) {
+                Ok(v) => values.push(v),
+                Err((msg, kind)) => {
+                    bad += 1;
+                    if bad <= MAX_ERRORS_PER_LIST {
+                        self.errors.push(FieldError::new(
+                            vec![json!("body"), json!(field), json!(i)],
+                            msg,
+                            kind,
+                        ));
+                    }
+                }
+            }
+        }
+        (bad == 0).then_some(values)
     }
 
     /// Records a value error found after typing (a symbol with a slash, a negative price...).
@@ -183,5 +281,56 @@ impl<'a> Fields<'a> {
         } else {
             Err(self.errors)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn optional_fields_take_their_default_only_when_absent() {
+        let absent = json!({});
+        let mut f = Fields::new(&absent);
+        assert_eq!(f.string_or("m", "lstm"), Some("lstm".into()));
+        assert_eq!(f.number_or("l", 0.8), Some(0.8));
+        assert_eq!(
+            f.string_list_or("s", &["a", "b"]),
+            Some(vec!["a".into(), "b".into()])
+        );
+        assert_eq!(f.integer_list_or("h", &[1, 7]), Some(vec![1, 7]));
+        assert!(f.finish().is_ok());
+
+        let given = json!({"m": "auto", "l": 1, "s": [], "h": [30]});
+        let mut f = Fields::new(&given);
+        assert_eq!(f.string_or("m", "lstm"), Some("auto".into()));
+        assert_eq!(f.number_or("l", 0.8), Some(1.0));
+        assert_eq!(f.string_list_or("s", &["a"]), Some(vec![]));
+        assert_eq!(f.integer_list_or("h", &[1]), Some(vec![30]));
+        assert!(f.finish().is_ok());
+    }
+
+    #[test]
+    fn mistyped_optional_fields_get_pydantic_kinds() {
+        let bad = json!({"m": null, "l": "0.9", "s": "naive", "h": [1, -2, 1.5]});
+        let mut f = Fields::new(&bad);
+        assert_eq!(f.string_or("m", "lstm"), None);
+        assert_eq!(f.number_or("l", 0.8), None);
+        assert_eq!(f.string_list_or("s", &[]), None);
+        assert_eq!(f.integer_list_or("h", &[]), None);
+        let errors = f.finish().unwrap_err();
+        let got: Vec<(Value, &str)> = errors
+            .iter()
+            .map(|e| (json!(e.loc), e.kind.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (json!(["body", "m"]), "string_type"),
+                (json!(["body", "l"]), "float_type"),
+                (json!(["body", "s"]), "list_type"),
+                (json!(["body", "h", 2]), "int_from_float"),
+            ]
+        );
     }
 }

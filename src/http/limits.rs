@@ -2,9 +2,11 @@
 //!
 //! Two limits: `REQUEST_TIMEOUT_SECS` (default 30) for ordinary requests, and
 //! `TRAINING_TIMEOUT_SECS` (default 900) for the routes that may train a model (`/predict`,
-//! `/predict-batch`, `/models/{symbol}/train`, `/models/{symbol}/update`). A request past its
-//! limit gets 504; a training it started is not cancelled (it runs in a spawned task and on the
-//! blocking pool) and its model is stored and served to the next request.
+//! `/predict-batch`, `/models/{symbol}/train`, `/models/{symbol}/update`, and `/backtest`,
+//! which refits every model at every fold and trains the LSTM once per fold when asked to).
+//! A request past its limit gets 504; a training it started is not cancelled (it runs in a
+//! spawned task and on the blocking pool) and its model is stored and served to the next
+//! request. A backtest is cancelled: nobody is left to read it.
 
 use std::time::Duration;
 
@@ -21,7 +23,11 @@ use super::AppState;
 pub fn may_train(route: &str) -> bool {
     matches!(
         route,
-        "/predict" | "/predict-batch" | "/models/{symbol}/train" | "/models/{symbol}/update"
+        "/predict"
+            | "/predict-batch"
+            | "/models/{symbol}/train"
+            | "/models/{symbol}/update"
+            | "/backtest"
     )
 }
 
@@ -80,6 +86,7 @@ mod tests {
     fn only_routes_that_may_train_get_the_long_limit() {
         assert!(may_train("/predict"));
         assert!(may_train("/models/{symbol}/update"));
+        assert!(may_train("/backtest"));
         assert!(!may_train("/risk-score"));
         assert!(!may_train("/health"));
     }

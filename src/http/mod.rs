@@ -4,6 +4,7 @@
 //! `Arc`s); [`server::Application`] binds a listener and serves it with graceful shutdown.
 
 pub mod auth;
+pub mod backtest;
 pub mod batch;
 pub mod docs;
 pub mod dto;
@@ -30,6 +31,7 @@ use axum::Router;
 use serde_json::{json, Value};
 
 use crate::domain::{PriceSeries, Symbol};
+use crate::forecast::{model_by_name, ForecastError};
 use crate::registry::Registry;
 use crate::settings::Settings;
 use error::{ApiError, FieldError};
@@ -79,6 +81,7 @@ pub fn router(state: AppState) -> Router {
         .merge(models::router())
         .merge(docs::router())
         .merge(batch::router())
+        .merge(backtest::router())
         .merge(training::router())
         .merge(probes::router())
         .merge(metrics::router())
@@ -129,6 +132,25 @@ fn check_prices(
             ));
         })
         .ok())
+}
+
+/// Validates a model name against [`crate::forecast::MODEL_NAMES`], recording a field error
+/// that lists the valid names at `loc` if it is unknown.
+fn check_model(raw: &str, loc: Vec<Value>, errors: &mut Vec<FieldError>) -> Option<&'static str> {
+    model_by_name(raw)
+        .map(|m| m.name())
+        .map_err(|e| errors.push(value_error(loc, e)))
+        .ok()
+}
+
+/// Validates an interval level, strictly between 0 and 1.
+fn check_level(level: f64, loc: Vec<Value>, errors: &mut Vec<FieldError>) -> Option<f64> {
+    if level > 0.0 && level < 1.0 {
+        Some(level)
+    } else {
+        errors.push(value_error(loc, ForecastError::InvalidLevel(level)));
+        None
+    }
 }
 
 fn value_error(loc: Vec<Value>, e: impl std::fmt::Display) -> FieldError {

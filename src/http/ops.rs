@@ -7,6 +7,7 @@ use std::time::Duration;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
+use tokio::sync::Semaphore;
 
 use super::error::ApiError;
 use super::AppState;
@@ -34,6 +35,8 @@ pub struct OpsState {
     pub update_epochs: usize,
     /// Origins allowed by CORS (empty: no CORS headers).
     pub cors_origins: Vec<String>,
+    /// One permit: `POST /backtest` runs one backtest at a time (it uses every core).
+    pub backtests: Arc<Semaphore>,
 }
 
 impl OpsState {
@@ -48,6 +51,7 @@ impl OpsState {
             training_timeout: Duration::from_secs(settings.training_timeout_secs.get()),
             update_epochs: settings.update_epochs.get(),
             cors_origins: settings.cors_origins.clone(),
+            backtests: Arc::new(Semaphore::new(1)),
         }
     }
 }

@@ -1,4 +1,7 @@
-//! `POST /predict`: validate, get the symbol's model (memory, store or training), forecast.
+//! `POST /predict`: validate, then forecast with the model asked for: the symbol's LSTM
+//! (memory, store or training) by default, or a statistical model fitted on the spot, which
+//! needs no training and so answers any symbol with at least 60 prices. Either way the answer
+//! carries the path with conformal bands at the requested level.
 //! [`predict`] is the shared logic, also used by `POST /predict-batch`.
 
 use std::time::Instant;
@@ -9,11 +12,14 @@ use axum::{Extension, Json, Router};
 use serde_json::json;
 
 use super::dto::{PredictRequest, PredictResponse};
-use super::error::ApiError;
+use super::error::{error_chain, ApiError};
 use super::extract::ApiJson;
 use super::logging::RequestSymbol;
-use super::{check_prices, check_symbol, ops, value_error, AppState};
-use crate::domain::{Horizon, Symbol};
+use super::{check_level, check_model, check_prices, check_symbol, ops, value_error, AppState};
+use crate::domain::{Horizon, PriceSeries, Symbol};
+use crate::forecast::intervals::forecast_with_intervals;
+use crate::forecast::{model_by_name, ForecastError};
+use crate::registry::MIN_FORECAST_PRICES;
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -68,20 +74,153 @@ async fn validate_and_forecast(
     let horizon = Horizon::parse(request.days_ahead, state.limits.max_days_ahead)
         .map_err(|e| errors.push(value_error(vec![json!("body"), json!("days_ahead")], e)))
         .ok();
-    let (Some(symbol), Some(prices), Some(horizon)) = (symbol, prices, horizon) else {
+    let model = check_model(
+        &request.model,
+        vec![json!("body"), json!("model")],
+        &mut errors,
+    );
+    let level = check_level(
+        request.interval_level,
+        vec![json!("body"), json!("interval_level")],
+        &mut errors,
+    );
+    let (Some(symbol), Some(prices), Some(horizon), Some(model), Some(level)) =
+        (symbol, prices, horizon, model, level)
+    else {
         return Err(ApiError::Validation(errors));
     };
+    match model {
+        "lstm" => forecast_lstm(state, symbol, prices, horizon, level).await,
+        name => forecast_stats(symbol, name, prices, horizon, level).await,
+    }
+}
+
+/// The symbol's LSTM from the registry (cached, stored or trained), banded by the errors it
+/// measured on its validation tail. The only model the stale-model retrainer concerns.
+async fn forecast_lstm(
+    state: &AppState,
+    symbol: Symbol,
+    prices: PriceSeries,
+    horizon: Horizon,
+    level: f64,
+) -> Result<PredictResponse, ApiError> {
     let keep = state
         .ops
         .retrainer
         .wants(prices.len())
         .then(|| prices.clone());
+    let history = prices.clone();
     let forecast = state.registry.forecast(&symbol, prices, horizon).await?;
     ops::after_forecast(state, &symbol, keep);
-    Ok(PredictResponse::new(
+    Ok(PredictResponse::from_lstm(
         &symbol,
         &forecast,
-        horizon.get(),
+        history.as_slice(),
+        level,
+        state.registry.version().as_str(),
         crate::now_rfc3339(),
     ))
+}
+
+/// A statistical model fitted to the posted prices, with conformal bands from refitting it
+/// at recent cutoffs. Off the async threads: `auto` refits its candidates some 160 times.
+async fn forecast_stats(
+    symbol: Symbol,
+    name: &'static str,
+    prices: PriceSeries,
+    horizon: Horizon,
+    level: f64,
+) -> Result<PredictResponse, ApiError> {
+    // The contract's minimum holds for every model, so clients see one rule.
+    let current_price = match prices.last() {
+        Some(p) if prices.len() >= MIN_FORECAST_PRICES => p,
+        _ => return Err(ApiError::NotEnoughPricesForPrediction { got: prices.len() }),
+    };
+    let forecast = tokio::task::spawn_blocking(move || {
+        let model = model_by_name(name)?;
+        forecast_with_intervals(model.as_ref(), prices.as_slice(), horizon.get(), level)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("forecast task failed: {e}")))?
+    .map_err(|e| forecast_error(&symbol, e))?;
+    Ok(PredictResponse::from_intervals(
+        &symbol,
+        current_price,
+        name,
+        forecast,
+        crate::now_rfc3339(),
+    ))
+}
+
+/// A statistical model's failure as a client error: the inputs were validated above, so
+/// each of these names the field that would have caused it.
+fn forecast_error(symbol: &Symbol, e: ForecastError) -> ApiError {
+    let field = |loc: Vec<serde_json::Value>, e: &ForecastError| {
+        ApiError::Validation(vec![value_error(loc, e)])
+    };
+    match e {
+        ForecastError::NotEnoughPrices { got, .. } => {
+            ApiError::NotEnoughPricesForPrediction { got }
+        }
+        ForecastError::InvalidPrice { index, .. } => field(
+            vec![json!("body"), json!("historical_prices"), json!(index)],
+            &e,
+        ),
+        ForecastError::ZeroHorizon => field(vec![json!("body"), json!("days_ahead")], &e),
+        ForecastError::InvalidLevel(_) => field(vec![json!("body"), json!("interval_level")], &e),
+        ForecastError::UnknownModel { .. } => field(vec![json!("body"), json!("model")], &e),
+        ForecastError::Lstm(_) => ApiError::Degenerate {
+            symbol: symbol.clone(),
+            reason: error_chain(&e),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forecast::lstm::LstmError;
+
+    #[test]
+    fn no_forecast_error_is_a_server_error() {
+        let symbol = Symbol::parse("btc").unwrap();
+        let errors = [
+            ForecastError::NotEnoughPrices { needed: 60, got: 3 },
+            ForecastError::InvalidPrice {
+                index: 4,
+                value: -1.0,
+            },
+            ForecastError::ZeroHorizon,
+            ForecastError::InvalidLevel(1.0),
+            ForecastError::UnknownModel {
+                name: "x".into(),
+                valid: "naive".into(),
+            },
+            ForecastError::Lstm(LstmError::Diverged("nan".into())),
+        ];
+        for e in errors {
+            let text = e.to_string();
+            let status = forecast_error(&symbol, e).status();
+            assert!(status.is_client_error(), "{text}: {status}");
+        }
+        let short = forecast_error(
+            &symbol,
+            ForecastError::NotEnoughPrices { needed: 60, got: 3 },
+        );
+        assert_eq!(
+            short.detail(),
+            json!("Need at least 60 historical price points for prediction")
+        );
+        let price = forecast_error(
+            &symbol,
+            ForecastError::InvalidPrice {
+                index: 4,
+                value: -1.0,
+            },
+        );
+        assert_eq!(
+            price.detail()[0]["loc"],
+            json!(["body", "historical_prices", 4])
+        );
+    }
 }

@@ -21,10 +21,11 @@ async fn describe_service() -> Json<Value> {
         "version": env!("CARGO_PKG_VERSION"),
         "endpoints": {
             "/health": "GET: service health and training activity",
-            "/predict": "POST: forecast a symbol's price days_ahead steps ahead (trains on demand)",
+            "/predict": "POST: forecast a symbol's price days_ahead steps ahead with intervals (model: lstm, trained on demand, or a statistical model)",
             "/risk-score": "POST: CB-05 risk score of a price history",
             "/models/{symbol}": "GET: whether a symbol's model is in memory; DELETE: unload it (?purge=true also deletes the stored model)",
             "/predict-batch": "POST: several predict requests in one, answered in order",
+            "/backtest": "POST: rolling-origin backtest of forecasting models on a price history (MAE, MAPE, MASE, interval coverage)",
             "/models/{symbol}/train": "POST: retrain a symbol's model from posted prices",
             "/models/{symbol}/update": "POST: fine-tune a symbol's model on newer prices",
             "/health/live": "GET: liveness probe",

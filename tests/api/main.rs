@@ -2,6 +2,7 @@
 //!
 //! One binary (this file and its modules) so the crate is linked once.
 
+mod forecast_models;
 mod helpers;
 mod models;
 mod ops;

@@ -29,8 +29,10 @@ async fn a_new_symbol_with_enough_prices_is_trained_stored_and_answered() {
         ts.ends_with('Z') && chrono::DateTime::parse_from_rfc3339(ts).is_ok(),
         "{ts}"
     );
+    // The contract's eight keys, then the additive model, level and forecast.
     let keys: Vec<_> = body.as_object().unwrap().keys().cloned().collect();
-    assert_eq!(keys.len(), 8, "{keys:?}");
+    assert_eq!(keys.len(), 11, "{keys:?}");
+    assert_eq!(body["forecast"].as_array().unwrap().len(), 5);
 
     assert!(app.models_dir.join("BTC_v1.0.0.safetensors").is_file());
     assert!(app.models_dir.join("BTC_v1.0.0.json").is_file());

@@ -12,7 +12,13 @@ async fn root_describes_the_service_and_its_endpoints() {
     assert_eq!(body["service"], "Coinsphere ML");
     assert_eq!(body["status"], "running");
     assert_eq!(body["version"], env!("CARGO_PKG_VERSION"));
-    for path in ["/health", "/predict", "/risk-score", "/models/{symbol}"] {
+    for path in [
+        "/health",
+        "/predict",
+        "/risk-score",
+        "/models/{symbol}",
+        "/backtest",
+    ] {
         assert!(body["endpoints"][path].is_string(), "{path} missing");
     }
 }
@@ -66,6 +72,13 @@ async fn openapi_describes_every_endpoint() {
         ("/risk-score", "post"),
         ("/models/{symbol}", "get"),
         ("/models/{symbol}", "delete"),
+        ("/predict-batch", "post"),
+        ("/backtest", "post"),
+        ("/models/{symbol}/train", "post"),
+        ("/models/{symbol}/update", "post"),
+        ("/health/live", "get"),
+        ("/health/ready", "get"),
+        ("/metrics", "get"),
         ("/openapi.json", "get"),
         ("/docs", "get"),
     ] {
@@ -77,6 +90,10 @@ async fn openapi_describes_every_endpoint() {
         "RiskRequest",
         "RiskResponse",
         "ValidationError",
+        "BacktestRequest",
+        "BacktestRow",
+        "ForecastPoint",
+        "ModelInfo",
     ] {
         assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
     }
