@@ -26,9 +26,7 @@ use crate::backtest::{
 };
 use crate::domain::{PriceSeries, Symbol};
 use crate::forecast::intervals::DEFAULT_LEVEL;
-use crate::forecast::lstm::LstmConfig;
-use crate::forecast::lstm_forecaster::LstmForecaster;
-use crate::forecast::{model_by_name, ForecastError, Forecaster, MODEL_NAMES};
+use crate::forecast::{model_by_name, MODEL_NAMES};
 
 /// The models backtested when the request names none: every statistical model of
 /// [`MODEL_NAMES`]. The LSTM only when named, since it trains once per fold.
@@ -124,14 +122,13 @@ async fn run_backtest(
         })?;
     let cancel = Arc::new(AtomicBool::new(false));
     let _cancel_on_drop = CancelOnDrop(Arc::clone(&cancel));
-    let lstm = state.registry.lstm_config().clone();
     let rows = tokio::task::spawn_blocking(move || {
         // Held until the run stops, finished or cancelled, not until the handler returns.
         let _permit = permit;
         let models = plan
             .models
             .iter()
-            .map(|name| forecaster(name, &lstm))
+            .map(|name| model_by_name(name))
             .collect::<Result<Vec<_>, _>>()?;
         let series = [Series {
             symbol: plan.symbol.to_string(),
@@ -147,18 +144,6 @@ async fn run_backtest(
         render_json(&rows),
     )
         .into_response())
-}
-
-/// The model named `name`; the LSTM with the service's training settings, so it is backtested
-/// as `/predict` would train it.
-fn forecaster(name: &str, lstm: &LstmConfig) -> Result<Box<dyn Forecaster>, ForecastError> {
-    if name == "lstm" {
-        Ok(Box::new(LstmForecaster {
-            config: lstm.clone(),
-        }))
-    } else {
-        model_by_name(name)
-    }
 }
 
 /// Checks every field, reporting all value errors at once.
@@ -300,6 +285,7 @@ fn backtest_error(e: BacktestError) -> ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::forecast::ForecastError;
 
     #[test]
     fn absent_fields_take_the_documented_defaults() {

@@ -95,11 +95,12 @@ pub fn probe(url: &str, timeout: Duration) -> Result<u16, HealthcheckError> {
     let host = host_port
         .rsplit_once(':')
         .map_or(host_port.as_str(), |(h, _)| h);
-    write!(
-        stream,
+    // One buffer, one write: `write!` on a raw stream sends each formatted piece separately,
+    // and a server that answers after the first piece and closes turns the rest into EPIPE.
+    let request = format!(
         "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: coinsphere-ml-healthcheck\r\nConnection: close\r\n\r\n"
-    )
-    .map_err(io)?;
+    );
+    stream.write_all(request.as_bytes()).map_err(io)?;
     let mut head = [0u8; 64];
     let mut n = 0;
     while n < head.len() {
