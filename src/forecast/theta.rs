@@ -272,15 +272,20 @@ mod tests {
     use super::*;
     use crate::forecast::intervals::tests::fixture;
 
-    #[test]
-    fn fixed_parameters_reproduce_statsforecast_exactly() {
-        let f = fixture();
-        let y: Vec<f64> = f["btc_close_last_200"]
+    /// The fixture's last 200 BTC closes, as log prices.
+    fn btc_logs(f: &serde_json::Value) -> Vec<f64> {
+        f["btc_close_last_200"]
             .as_array()
             .unwrap()
             .iter()
             .map(|v| v.as_f64().unwrap().ln())
-            .collect();
+            .collect()
+    }
+
+    #[test]
+    fn fixed_parameters_reproduce_statsforecast_exactly() {
+        let f = fixture();
+        let y = btc_logs(&f);
         let t = &f["theta_fixed"];
         let state = ThetaState::filter(
             &y,
@@ -328,12 +333,7 @@ mod tests {
     #[test]
     fn the_fit_is_no_worse_than_any_point_of_a_fine_grid() {
         let f = fixture();
-        let y: Vec<f64> = f["btc_close_last_200"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap().ln())
-            .collect();
+        let y = btc_logs(&f);
         let fitted = ThetaState::fit(&y);
         let best = ThetaState::filter(&y, fitted.initial_level, fitted.alpha).1;
         for ai in 0..=89 {
