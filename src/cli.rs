@@ -184,6 +184,7 @@ fn init_logging(log: &LogSettings) -> anyhow::Result<()> {
 }
 
 fn run_serve(settings: Settings) -> anyhow::Result<()> {
+    crate::ops::memory::limit_malloc_arenas();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

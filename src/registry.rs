@@ -424,6 +424,8 @@ impl Registry {
             let started = Instant::now();
             tracing::info!(symbol = %sym, kind, epochs = config.epochs, "training started");
             let result = job(&sym, &config);
+            // Training freed tens of MB on this thread; give them back to the OS.
+            crate::ops::memory::release_free_memory();
             this.metrics
                 .training_finished(kind, result.is_ok(), started.elapsed());
             let seconds = started.elapsed().as_secs_f64();

@@ -31,7 +31,52 @@ pub struct PredictRequest {
     pub interval_level: f64,
 }
 
+/// The well-formed `/predict` body, read without a [`Value`]. Absent fields take their
+/// defaults; `null` or a mistyped value fails here (as it does in `from_json`, which then
+/// reports it), and so does a repeated field (which `from_json` resolves to the last one).
+#[derive(serde::Deserialize)]
+struct FastPredict {
+    symbol: String,
+    historical_prices: Vec<f64>,
+    #[serde(default = "default_days_ahead")]
+    days_ahead: i64,
+    #[serde(default = "default_model")]
+    model: String,
+    #[serde(default = "default_level")]
+    interval_level: f64,
+}
+
+fn default_days_ahead() -> i64 {
+    DEFAULT_DAYS_AHEAD
+}
+
+fn default_model() -> String {
+    DEFAULT_MODEL.to_owned()
+}
+
+fn default_level() -> f64 {
+    DEFAULT_LEVEL
+}
+
+/// The well-formed `/risk-score` body, read without a [`Value`].
+#[derive(serde::Deserialize)]
+struct FastRisk {
+    symbol: String,
+    historical_prices: Vec<f64>,
+}
+
 impl FromJson for PredictRequest {
+    fn from_json_fast(bytes: &[u8]) -> Option<Self> {
+        let f: FastPredict = serde_json::from_slice(bytes).ok()?;
+        Some(Self {
+            symbol: f.symbol,
+            historical_prices: f.historical_prices,
+            days_ahead: f.days_ahead,
+            model: f.model,
+            interval_level: f.interval_level,
+        })
+    }
+
     fn from_json(value: &Value) -> Result<Self, Vec<FieldError>> {
         let mut f = Fields::new(value);
         let symbol = f.string("symbol");
@@ -60,6 +105,14 @@ pub struct RiskRequest {
 }
 
 impl FromJson for RiskRequest {
+    fn from_json_fast(bytes: &[u8]) -> Option<Self> {
+        let f: FastRisk = serde_json::from_slice(bytes).ok()?;
+        Some(Self {
+            symbol: f.symbol,
+            historical_prices: f.historical_prices,
+        })
+    }
+
     fn from_json(value: &Value) -> Result<Self, Vec<FieldError>> {
         let mut f = Fields::new(value);
         let symbol = f.string("symbol");
@@ -376,6 +429,41 @@ mod tests {
             assert!(p.lower <= p.price && p.price <= p.upper, "{p:?}");
         }
         assert_eq!(r.confidence, 0.0);
+    }
+
+    #[test]
+    fn the_fast_path_answers_what_the_value_path_answers_or_steps_aside() {
+        let bodies = [
+            r#"{"symbol": "btc", "historical_prices": [1, 2.5, 3e2]}"#,
+            r#"{"symbol": "btc", "historical_prices": [1], "days_ahead": 30, "model": "auto", "interval_level": 0.95, "extra": [1]}"#,
+            r#"{"symbol": "btc", "historical_prices": [1], "days_ahead": null}"#,
+            r#"{"symbol": "btc", "historical_prices": [1], "days_ahead": 7.0}"#,
+            r#"{"symbol": "btc", "historical_prices": [1], "days_ahead": 1, "days_ahead": 2}"#,
+            r#"{"symbol": "btc", "historical_prices": [1], "model": null}"#,
+            r#"{"symbol": "btc", "historical_prices": [1], "interval_level": "0.9"}"#,
+            r#"{"symbol": "btc", "historical_prices": [1, "2"]}"#,
+            r#"{"symbol": 3, "historical_prices": [1]}"#,
+            r#"{"historical_prices": [1]}"#,
+            r#"[1, 2]"#,
+        ];
+        let mut fast_answers = 0;
+        for body in bodies {
+            let value: Value = serde_json::from_str(body).unwrap();
+            let slow = PredictRequest::from_json(&value);
+            if let Some(fast) = PredictRequest::from_json_fast(body.as_bytes()) {
+                fast_answers += 1;
+                assert_eq!(Ok(fast), slow.map_err(|_| ()), "{body}");
+            }
+            if let Some(fast) = RiskRequest::from_json_fast(body.as_bytes()) {
+                assert_eq!(
+                    Ok(fast),
+                    RiskRequest::from_json(&value).map_err(|_| ()),
+                    "{body}"
+                );
+            }
+        }
+        // Only the two well-formed predict bodies take the fast path.
+        assert_eq!(fast_answers, 2);
     }
 
     #[test]

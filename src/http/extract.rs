@@ -22,6 +22,17 @@ pub trait FromJson: Sized {
     /// # Errors
     /// The field errors, FastAPI-shaped.
     fn from_json(value: &Value) -> Result<Self, Vec<FieldError>>;
+
+    /// Reads a well-formed body straight into `Self`, without building a [`Value`] first;
+    /// `None` for anything else, which then takes [`FromJson::from_json`]'s path and gets its
+    /// exact errors. Where it answers, it must answer what `from_json` would.
+    ///
+    /// The hot endpoints implement it: a `Value` of 365 prices costs one allocation per
+    /// number, and building and dropping it was a quarter of `/risk-score`'s CPU (perf).
+    fn from_json_fast(bytes: &[u8]) -> Option<Self> {
+        let _ = bytes;
+        None
+    }
 }
 
 /// A JSON body read into `T`.
@@ -44,6 +55,9 @@ impl<T: FromJson> FromRequest<AppState> for ApiJson<T> {
                 ))
             }
         })?;
+        if let Some(fast) = T::from_json_fast(&bytes) {
+            return Ok(ApiJson(fast));
+        }
         let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
             ApiError::MalformedJson(FieldError::new(
                 vec![json!("body"), json!(e.column())],
