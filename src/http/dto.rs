@@ -17,33 +17,25 @@ pub const DEFAULT_DAYS_AHEAD: i64 = 7;
 pub const DEFAULT_MODEL: &str = "lstm";
 
 /// `POST /predict` body, typed but not yet validated.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// `Deserialize` is the fast path for well-formed bodies ([`FromJson::from_json_fast`]):
+/// absent fields take their defaults; `null`, a mistyped value or a repeated field fails it,
+/// and such a body takes `from_json`, which reports the error or takes the last repeat.
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 pub struct PredictRequest {
     /// Raw symbol.
     pub symbol: String,
     /// Prices, oldest first.
     pub historical_prices: Vec<f64>,
     /// Steps ahead; 7 when absent.
+    #[serde(default = "default_days_ahead")]
     pub days_ahead: i64,
     /// Raw model name; `"lstm"` when absent.
+    #[serde(default = "default_model")]
     pub model: String,
     /// Raw interval level; [`DEFAULT_LEVEL`] when absent.
-    pub interval_level: f64,
-}
-
-/// The well-formed `/predict` body, read without a [`Value`]. Absent fields take their
-/// defaults; `null` or a mistyped value fails here (as it does in `from_json`, which then
-/// reports it), and so does a repeated field (which `from_json` resolves to the last one).
-#[derive(serde::Deserialize)]
-struct FastPredict {
-    symbol: String,
-    historical_prices: Vec<f64>,
-    #[serde(default = "default_days_ahead")]
-    days_ahead: i64,
-    #[serde(default = "default_model")]
-    model: String,
     #[serde(default = "default_level")]
-    interval_level: f64,
+    pub interval_level: f64,
 }
 
 fn default_days_ahead() -> i64 {
@@ -58,23 +50,9 @@ fn default_level() -> f64 {
     DEFAULT_LEVEL
 }
 
-/// The well-formed `/risk-score` body, read without a [`Value`].
-#[derive(serde::Deserialize)]
-struct FastRisk {
-    symbol: String,
-    historical_prices: Vec<f64>,
-}
-
 impl FromJson for PredictRequest {
     fn from_json_fast(bytes: &[u8]) -> Option<Self> {
-        let f: FastPredict = serde_json::from_slice(bytes).ok()?;
-        Some(Self {
-            symbol: f.symbol,
-            historical_prices: f.historical_prices,
-            days_ahead: f.days_ahead,
-            model: f.model,
-            interval_level: f.interval_level,
-        })
+        serde_json::from_slice(bytes).ok()
     }
 
     fn from_json(value: &Value) -> Result<Self, Vec<FieldError>> {
@@ -95,8 +73,9 @@ impl FromJson for PredictRequest {
     }
 }
 
-/// `POST /risk-score` body, typed but not yet validated.
-#[derive(Clone, Debug, PartialEq)]
+/// `POST /risk-score` body, typed but not yet validated (`Deserialize`: the fast path, as for
+/// [`PredictRequest`]).
+#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 pub struct RiskRequest {
     /// Raw symbol.
     pub symbol: String,
@@ -106,11 +85,7 @@ pub struct RiskRequest {
 
 impl FromJson for RiskRequest {
     fn from_json_fast(bytes: &[u8]) -> Option<Self> {
-        let f: FastRisk = serde_json::from_slice(bytes).ok()?;
-        Some(Self {
-            symbol: f.symbol,
-            historical_prices: f.historical_prices,
-        })
+        serde_json::from_slice(bytes).ok()
     }
 
     fn from_json(value: &Value) -> Result<Self, Vec<FieldError>> {

@@ -139,32 +139,11 @@ impl<'a> Fields<'a> {
 
     /// A required list of numbers; errors name each bad index (the first few of them).
     pub fn number_list(&mut self, field: &str) -> Option<Vec<f64>> {
-        let Value::Array(items) = self.get(field)? else {
-            self.errors.push(FieldError::new(
-                loc(field),
-                "Input should be a valid list",
-                "list_type",
-            ));
-            return None;
-        };
-        let mut numbers = Vec::with_capacity(items.len());
-        let mut bad = 0;
-        for (i, item) in items.iter().enumerate() {
-            match item.as_f64() {
-                Some(x) => numbers.push(x),
-                None => {
-                    bad += 1;
-                    if bad <= MAX_ERRORS_PER_LIST {
-                        self.errors.push(FieldError::new(
-                            vec![json!("body"), json!(field), json!(i)],
-                            "Input should be a valid number",
-                            "float_type",
-                        ));
-                    }
-                }
-            }
-        }
-        (bad == 0).then_some(numbers)
+        let value = self.get(field)?;
+        self.list_items(field, value, |item| {
+            item.as_f64()
+                .ok_or(("Input should be a valid number", "float_type"))
+        })
     }
 
     /// An integer, `default` when absent.
@@ -248,6 +227,18 @@ impl<'a> Fields<'a> {
         let Some(value) = object.get(field) else {
             return Some(default.iter().cloned().map(Into::into).collect());
         };
+        self.list_items(field, value, read)
+    }
+
+    /// The items of the list `value` at `field`, each read with `read`; a value that is not a
+    /// list is one error, and each bad item one error naming its index (the first
+    /// [`MAX_ERRORS_PER_LIST`] of them).
+    fn list_items<T>(
+        &mut self,
+        field: &str,
+        value: &Value,
+        read: impl Fn(&Value) -> Result<T, (&'static str, &'static str)>,
+    ) -> Option<Vec<T>> {
         let Value::Array(items) = value else {
             self.errors.push(FieldError::new(
                 loc(field),
