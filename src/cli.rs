@@ -200,33 +200,13 @@ fn run_serve(settings: Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads the `close` column of a CSV (header required), oldest row first.
+/// Reads the `close` column of a CSV (header required), oldest row first: the reader of
+/// `backtest` ([`crate::backtest::read_csv`]), so every subcommand accepts the same files.
 ///
 /// # Errors
-/// An unreadable file, no `close` column, or a row whose close is not a number.
+/// An unreadable file, no `close` column, or a row whose close is not a number > 0.
 pub fn read_closes(path: &Path) -> anyhow::Result<Vec<f64>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut lines = text.lines();
-    let header = lines.next().context("the CSV is empty")?;
-    let column = header
-        .split(',')
-        .position(|h| h.trim().eq_ignore_ascii_case("close"))
-        .with_context(|| format!("{} has no `close` column", path.display()))?;
-    lines
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, line)| {
-            let cell = line.split(',').nth(column).unwrap_or("").trim();
-            cell.parse::<f64>().with_context(|| {
-                format!(
-                    "{} line {}: close {cell:?} is not a number",
-                    path.display(),
-                    i + 2
-                )
-            })
-        })
-        .collect()
+    Ok(crate::backtest::read_csv(path)?.prices)
 }
 
 fn load_series(input: &CsvInput) -> anyhow::Result<PriceSeries> {
