@@ -194,32 +194,20 @@ fn validate(
 
 /// 1..=[`MAX_MODELS`] known model names, none twice.
 fn check_models(names: &[String], errors: &mut Vec<FieldError>) -> Option<Vec<&'static str>> {
-    let loc = || vec![json!("body"), json!("models")];
-    if names.is_empty() || names.len() > MAX_MODELS {
-        errors.push(value_error(
-            loc(),
+    check_distinct_list(
+        names,
+        "models",
+        || {
             format!(
                 "models must name between 1 and {MAX_MODELS} models, got {}",
                 names.len()
-            ),
-        ));
-        return None;
-    }
-    let mut models = Vec::with_capacity(names.len());
-    let mut valid = true;
-    for (i, name) in names.iter().enumerate() {
-        let mut at = loc();
-        at.push(json!(i));
-        match check_model(name, at.clone(), errors) {
-            Some(model) if models.contains(&model) => {
-                errors.push(value_error(at, format!("model {model} is listed twice")));
-                valid = false;
-            }
-            Some(model) => models.push(model),
-            None => valid = false,
-        }
-    }
-    valid.then_some(models)
+            )
+        },
+        MAX_MODELS,
+        "model",
+        |name, at, errors| check_model(name, at, errors),
+        errors,
+    )
 }
 
 /// 1..=[`MAX_HORIZONS`] horizons, each in 1..=`max_days_ahead`, none twice.
@@ -228,40 +216,63 @@ fn check_horizons(
     max_days_ahead: usize,
     errors: &mut Vec<FieldError>,
 ) -> Option<Vec<usize>> {
-    let loc = || vec![json!("body"), json!("horizons")];
-    if raw.is_empty() || raw.len() > MAX_HORIZONS {
-        errors.push(value_error(
-            loc(),
+    check_distinct_list(
+        raw,
+        "horizons",
+        || {
             format!(
                 "horizons must list between 1 and {MAX_HORIZONS} horizons, got {}",
                 raw.len()
-            ),
-        ));
-        return None;
-    }
-    let mut horizons = Vec::with_capacity(raw.len());
-    let mut valid = true;
-    for (i, &h) in raw.iter().enumerate() {
-        let mut at = loc();
-        at.push(json!(i));
-        match usize::try_from(h) {
-            Ok(h) if (1..=max_days_ahead).contains(&h) && !horizons.contains(&h) => {
-                horizons.push(h);
-            }
-            Ok(h) if horizons.contains(&h) => {
-                errors.push(value_error(at, format!("horizon {h} is listed twice")));
-                valid = false;
-            }
+            )
+        },
+        MAX_HORIZONS,
+        "horizon",
+        |&h, at, errors| match usize::try_from(h) {
+            Ok(h) if (1..=max_days_ahead).contains(&h) => Some(h),
             _ => {
                 errors.push(value_error(
                     at,
                     format!("horizon must be between 1 and {max_days_ahead}, got {h}"),
                 ));
+                None
+            }
+        },
+        errors,
+    )
+}
+
+/// A list `field` of 1..=`max` items, each read by `check` (which records its own error at
+/// the item's loc), none twice (`"{noun} {item} is listed twice"`). Every bad item is
+/// reported; `None` if any was bad.
+fn check_distinct_list<R, T: PartialEq + std::fmt::Display>(
+    raw: &[R],
+    field: &str,
+    count_error: impl Fn() -> String,
+    max: usize,
+    noun: &str,
+    check: impl Fn(&R, Vec<serde_json::Value>, &mut Vec<FieldError>) -> Option<T>,
+    errors: &mut Vec<FieldError>,
+) -> Option<Vec<T>> {
+    let loc = || vec![json!("body"), json!(field)];
+    if raw.is_empty() || raw.len() > max {
+        errors.push(value_error(loc(), count_error()));
+        return None;
+    }
+    let mut items = Vec::with_capacity(raw.len());
+    let mut valid = true;
+    for (i, r) in raw.iter().enumerate() {
+        let mut at = loc();
+        at.push(json!(i));
+        match check(r, at.clone(), errors) {
+            Some(item) if items.contains(&item) => {
+                errors.push(value_error(at, format!("{noun} {item} is listed twice")));
                 valid = false;
             }
+            Some(item) => items.push(item),
+            None => valid = false,
         }
     }
-    valid.then_some(horizons)
+    valid.then_some(items)
 }
 
 /// The backtester's failure as an answer: a series too short for one fold is the client's
