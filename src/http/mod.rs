@@ -107,6 +107,26 @@ fn check_symbol(raw: &str, loc: Vec<Value>, errors: &mut Vec<FieldError>) -> Opt
         .ok()
 }
 
+/// The `{symbol}` of a route's path, validated (422 at `["path", "symbol"]`) and recorded for
+/// the request log.
+fn path_symbol(
+    path: Result<axum::extract::Path<String>, axum::extract::rejection::PathRejection>,
+    logged: &logging::RequestSymbol,
+) -> Result<Symbol, ApiError> {
+    let loc = vec![json!("path"), json!("symbol")];
+    let raw = path.map_err(|e| {
+        ApiError::Validation(vec![FieldError::new(
+            loc.clone(),
+            e.body_text(),
+            "path_error",
+        )])
+    })?;
+    let mut errors = Vec::new();
+    let symbol = check_symbol(&raw.0, loc, &mut errors).ok_or(ApiError::Validation(errors))?;
+    logged.set(&symbol);
+    Ok(symbol)
+}
+
 /// Validates prices: the count against the limit (400), then each price (422, naming the
 /// first bad index).
 fn check_prices(

@@ -10,30 +10,11 @@ use serde_json::{json, Value};
 
 use super::error::{ApiError, FieldError};
 use super::logging::RequestSymbol;
-use super::{check_symbol, AppState};
-use crate::domain::Symbol;
+use super::{path_symbol, AppState};
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
     Router::new().route("/models/{symbol}", get(describe_model).delete(unload_model))
-}
-
-fn path_symbol(
-    path: Result<Path<String>, PathRejection>,
-    logged: &RequestSymbol,
-) -> Result<Symbol, ApiError> {
-    let loc = vec![json!("path"), json!("symbol")];
-    let raw = path.map_err(|e| {
-        ApiError::Validation(vec![FieldError::new(
-            loc.clone(),
-            e.body_text(),
-            "path_error",
-        )])
-    })?;
-    let mut errors = Vec::new();
-    let symbol = check_symbol(&raw.0, loc, &mut errors).ok_or(ApiError::Validation(errors))?;
-    logged.set(&symbol);
-    Ok(symbol)
 }
 
 async fn describe_model(

@@ -13,7 +13,7 @@ use super::error::{ApiError, FieldError};
 use super::extract::{ApiJson, Fields, FromJson};
 use super::logging::RequestSymbol;
 use super::ops::OpsError;
-use super::{check_prices, check_symbol, AppState};
+use super::{check_prices, path_symbol, AppState};
 use crate::domain::{PriceSeries, Symbol};
 use crate::forecast::lstm::TrainedLstm;
 use crate::registry::MIN_TRAINING_PRICES;
@@ -50,24 +50,6 @@ impl FromJson for TrainRequest {
             epochs: epochs.filter(|&e| e != i64::MIN),
         })
     }
-}
-
-fn path_symbol(
-    path: Result<Path<String>, PathRejection>,
-    logged: &RequestSymbol,
-) -> Result<Symbol, ApiError> {
-    let loc = vec![json!("path"), json!("symbol")];
-    let raw = path.map_err(|e| {
-        ApiError::Validation(vec![FieldError::new(
-            loc.clone(),
-            e.body_text(),
-            "path_error",
-        )])
-    })?;
-    let mut errors = Vec::new();
-    let symbol = check_symbol(&raw.0, loc, &mut errors).ok_or(ApiError::Validation(errors))?;
-    logged.set(&symbol);
-    Ok(symbol)
 }
 
 fn prices(state: &AppState, raw: Vec<f64>, needed: usize) -> Result<PriceSeries, OpsError> {
