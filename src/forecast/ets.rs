@@ -89,23 +89,13 @@ impl FittedForecaster for FittedEts {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forecast::intervals::tests::fixture;
+    use crate::forecast::intervals::tests::{fixture, numbers};
 
     #[test]
     fn forecast_matches_statsforecast_auto_ets_on_btc() {
         let f = fixture();
-        let prices: Vec<f64> = f["btc_close_last_200"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
-        let expected: Vec<f64> = f["ets_azn"]["forecast"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
+        let prices: Vec<f64> = numbers(&f["btc_close_last_200"]);
+        let expected: Vec<f64> = numbers(&f["ets_azn"]["forecast"]);
         let fitted = Ets::default().fit(&prices).unwrap();
         assert_eq!(fitted.label(1), "ets(ANN)");
         let got = fitted.predict(expected.len());

@@ -316,6 +316,16 @@ pub(crate) mod tests {
         serde_json::from_str(text).expect("fixture is JSON")
     }
 
+    /// A list of numbers of the fixture.
+    pub(crate) fn numbers(value: &serde_json::Value) -> Vec<f64> {
+        value
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|v| v.as_f64().expect("a number"))
+            .collect()
+    }
+
     #[test]
     fn the_conformal_quantile_takes_the_split_conformal_rank() {
         let v = (1..=9).map(f64::from);

@@ -270,15 +270,13 @@ impl FittedForecaster for FittedTheta {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forecast::intervals::tests::fixture;
+    use crate::forecast::intervals::tests::{fixture, numbers};
 
     /// The fixture's last 200 BTC closes, as log prices.
     fn btc_logs(f: &serde_json::Value) -> Vec<f64> {
-        f["btc_close_last_200"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap().ln())
+        numbers(&f["btc_close_last_200"])
+            .into_iter()
+            .map(f64::ln)
             .collect()
     }
 
@@ -293,12 +291,7 @@ mod tests {
             t["alpha"].as_f64().unwrap(),
         )
         .0;
-        let expected: Vec<f64> = t["log_forecast"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
+        let expected: Vec<f64> = numbers(&t["log_forecast"]);
         let got = state.forecast(expected.len());
         for (g, e) in got.iter().zip(&expected) {
             assert!((g - e).abs() < 1e-9, "{got:?} vs {expected:?}");
@@ -308,20 +301,10 @@ mod tests {
     #[test]
     fn optimised_forecast_matches_statsforecast_on_btc() {
         let f = fixture();
-        let prices: Vec<f64> = f["btc_close_last_200"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
+        let prices: Vec<f64> = numbers(&f["btc_close_last_200"]);
         let t = &f["theta_optimised"];
         let fitted = Theta::default().fit(&prices).unwrap();
-        let expected: Vec<f64> = t["forecast"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect();
+        let expected: Vec<f64> = numbers(&t["forecast"]);
         let got = fitted.predict(expected.len());
         for (g, e) in got.iter().zip(&expected) {
             // Two Nelder-Mead implementations stop at slightly different points of a flat
