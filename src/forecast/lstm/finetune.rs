@@ -30,18 +30,7 @@ pub fn fine_tune(
     let start = Instant::now();
     let config = &model.config;
     let layout = model.layout;
-    let steps = config.sequence_length;
-    let needed = steps + 2;
-    if prices.len() < needed {
-        return Err(LstmError::NotEnoughPrices {
-            needed,
-            got: prices.len(),
-        });
-    }
-    let n_windows = prices.len() - steps;
-    let frac = f64::from(config.validation_fraction).clamp(0.0, 0.9);
-    let n_val = ((n_windows as f64 * frac).round() as usize).clamp(1, n_windows - 1);
-    let n_train = n_windows - n_val;
+    let (steps, n_train, n_val) = train::split(config, prices.len())?;
 
     let seen = MinMaxScaler::fit(&prices[..n_train + steps]);
     let scaler = MinMaxScaler {

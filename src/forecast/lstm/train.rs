@@ -132,24 +132,36 @@ impl Dataset {
     }
 }
 
+/// How `n_prices` prices split into windows: `(sequence length, training windows, validation
+/// windows)`, the validation windows being the chronological tail (at least one of each).
+///
+/// # Errors
+/// [`LstmError::NotEnoughPrices`] under a window plus two prices.
+pub(crate) fn split(
+    config: &LstmConfig,
+    n_prices: usize,
+) -> Result<(usize, usize, usize), LstmError> {
+    let steps = config.sequence_length;
+    let needed = steps + 2;
+    if n_prices < needed {
+        return Err(LstmError::NotEnoughPrices {
+            needed,
+            got: n_prices,
+        });
+    }
+    let n_windows = n_prices - steps;
+    let frac = f64::from(config.validation_fraction).clamp(0.0, 0.9);
+    let n_val = ((n_windows as f64 * frac).round() as usize).clamp(1, n_windows - 1);
+    Ok((steps, n_windows - n_val, n_val))
+}
+
 /// Splits `prices` into windows, holds out the chronological tail and fits the scaler on the
 /// prices the training windows see (inputs and targets), so validation never leaks into scaling.
 pub(crate) fn prepare(
     config: &LstmConfig,
     prices: &[f64],
 ) -> Result<(Dataset, MinMaxScaler), LstmError> {
-    let steps = config.sequence_length;
-    let needed = steps + 2;
-    if prices.len() < needed {
-        return Err(LstmError::NotEnoughPrices {
-            needed,
-            got: prices.len(),
-        });
-    }
-    let n_windows = prices.len() - steps;
-    let frac = f64::from(config.validation_fraction).clamp(0.0, 0.9);
-    let n_val = ((n_windows as f64 * frac).round() as usize).clamp(1, n_windows - 1);
-    let n_train = n_windows - n_val;
+    let (steps, n_train, n_val) = split(config, prices.len())?;
     let scaler = MinMaxScaler::fit(&prices[..n_train + steps]);
     let scaled = prices.iter().map(|&p| scaler.scale(p)).collect();
     Ok((
