@@ -1,7 +1,7 @@
 //! criterion benchmarks of the LSTM engine: one training epoch on the last 1,000 BTC closes and
 //! one single-window forecast.
 
-use coinsphere_ml::forecast::lstm::{train, LstmConfig};
+use coinsphere_ml::forecast::lstm::{train, LstmConfig, Precision};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn btc_closes(last: usize) -> Vec<f64> {
@@ -48,13 +48,16 @@ fn benches(c: &mut Criterion) {
         ..LstmConfig::default()
     };
     let model = train(&config, &prices, &mut |_| {}).expect("trains");
-    c.bench_function("lstm/forecast_one_window_one_step", |b| {
-        b.iter(|| {
-            model
-                .forecast(std::hint::black_box(&prices), 1)
-                .expect("forecasts")
-        })
-    });
+    for precision in [Precision::F32, Precision::Int16] {
+        let name = format!("lstm/forecast_one_window_one_step/{}", precision.kernel());
+        c.bench_function(&name, |b| {
+            b.iter(|| {
+                model
+                    .forecast_with(std::hint::black_box(&prices), 1, precision)
+                    .expect("forecasts")
+            })
+        });
+    }
 }
 
 criterion_group!(lstm, benches);

@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 use crate::domain::{Horizon, PriceSeries, Symbol};
-use crate::forecast::lstm;
+use crate::forecast::lstm::{self, Precision};
 use crate::http::dto::PredictResponse;
 use crate::http::error::ApiError;
 use crate::http::server::Application;
@@ -152,6 +152,9 @@ pub struct PredictArgs {
     /// Training, when no model is stored.
     #[command(flatten)]
     pub training: TrainingSettings,
+    /// Arithmetic of the forecast, as `serve --lstm-precision`.
+    #[arg(long, env = "LSTM_PRECISION", value_enum, default_value_t = Precision::Int16)]
+    pub lstm_precision: Precision,
 }
 
 /// Runs a parsed command line.
@@ -290,6 +293,7 @@ fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
             cache_size: NonZeroUsize::MIN,
             max_concurrent_trainings: NonZeroUsize::MIN,
             training_queue: 0,
+            precision: args.lstm_precision,
         },
         Arc::new(store),
     );

@@ -10,6 +10,7 @@
 //!
 //! Explicit retraining, fine-tuning and warm-up live in the `tuning` submodule.
 
+mod pool;
 mod tuning;
 
 #[cfg(test)]
@@ -26,7 +27,7 @@ use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 
 use crate::domain::{Horizon, ModelVersion, PriceSeries, Symbol};
-use crate::forecast::lstm::{self, LstmConfig, LstmError, TrainedLstm};
+use crate::forecast::lstm::{self, LstmConfig, LstmError, Precision, TrainedLstm};
 use crate::ops::metrics::Metrics;
 use crate::store::{self, ModelStore, StoreError};
 
@@ -79,6 +80,8 @@ pub struct RegistryConfig {
     pub max_concurrent_trainings: NonZeroUsize,
     /// Trainings that may wait for a slot.
     pub training_queue: usize,
+    /// Arithmetic of forecasts (training and validation always run in f32).
+    pub precision: Precision,
 }
 
 /// Cache key: a model is only reused under the same symbol and model version.
@@ -151,6 +154,8 @@ pub struct Registry {
     admissions: Arc<Semaphore>,
     counters: Counters,
     metrics: Arc<Metrics>,
+    /// Runs cached forecasts, one thread per core.
+    pool: pool::ForecastPool,
 }
 
 /// The work a training slot runs: trains (or fine-tunes) and checks the model.
@@ -173,6 +178,7 @@ impl Registry {
             admissions: Arc::new(Semaphore::new(admitted)),
             counters: Counters::default(),
             metrics: Arc::new(Metrics::new()),
+            pool: pool::ForecastPool::per_core(),
             store,
             config,
         })
@@ -181,6 +187,11 @@ impl Registry {
     /// The model version every key carries.
     pub fn version(&self) -> &ModelVersion {
         &self.config.version
+    }
+
+    /// The arithmetic of forecasts.
+    pub fn precision(&self) -> Precision {
+        self.config.precision
     }
 
     /// The hyper-parameters of on-demand training.
@@ -262,9 +273,12 @@ impl Registry {
         let prices: Arc<[f64]> = prices.into_inner().into();
         let model = self.model_for(symbol, Arc::clone(&prices)).await?;
         let m = Arc::clone(&model);
-        let path = tokio::task::spawn_blocking(move || m.forecast(&prices, horizon.get()))
+        let precision = self.config.precision;
+        let path = self
+            .pool
+            .run(move || m.forecast_with(&prices, horizon.get(), precision))
             .await
-            .map_err(|e| RegistryError::TaskFailed(e.to_string()))?
+            .ok_or_else(|| RegistryError::TaskFailed("the forecast panicked".into()))?
             .map_err(|e| lstm_error(symbol, e))?;
         let predicted_price = match path.last() {
             Some(p) if path.iter().all(|x| x.is_finite()) => *p,

@@ -7,7 +7,7 @@ use std::num::NonZeroUsize;
 use std::path::PathBuf;
 
 use crate::domain::ModelVersion;
-use crate::forecast::lstm::LstmConfig;
+use crate::forecast::lstm::{LstmConfig, Precision};
 use crate::registry::RegistryConfig;
 
 /// Defaults, shared by the flags and by [`Settings::default`].
@@ -132,6 +132,10 @@ pub struct Settings {
     /// Models kept in memory (least recently used ones are dropped first).
     #[arg(long, env = "MODEL_CACHE_SIZE", default_value_t = nz(defaults::MODEL_CACHE_SIZE))]
     pub model_cache_size: NonZeroUsize,
+    /// Arithmetic of cached LSTM forecasts: `int16` (int16 gate matrices on AVX-512 VNNI, ~3x
+    /// faster, forecasts within ~1e-4 of f32; f32 where the CPU lacks VNNI) or `f32` (as PyTorch).
+    #[arg(long, env = "LSTM_PRECISION", value_enum, default_value_t = Precision::Int16)]
+    pub lstm_precision: Precision,
     /// Database URL; accepted for compatibility with the old service's configuration, unused.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
@@ -177,6 +181,7 @@ impl Default for Settings {
             max_concurrent_trainings: nz(defaults::MAX_CONCURRENT_TRAININGS),
             training_queue: defaults::TRAINING_QUEUE,
             model_cache_size: nz(defaults::MODEL_CACHE_SIZE),
+            lstm_precision: Precision::Int16,
             database_url: None,
             ops: crate::ops::settings::OpsSettings::default(),
         }
@@ -192,6 +197,7 @@ impl Settings {
             cache_size: self.model_cache_size,
             max_concurrent_trainings: self.max_concurrent_trainings,
             training_queue: self.training_queue,
+            precision: self.lstm_precision,
         }
     }
 }

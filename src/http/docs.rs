@@ -278,6 +278,7 @@ pub fn openapi(max_days_ahead: usize, max_prices: usize) -> Value {
             "Health": {"type": "object", "required": ["status", "pytorch_available", "device", "models_loaded"], "properties": {
                 "status": {"type": "string", "enum": ["healthy"]}, "pytorch_available": {"type": "boolean"},
                 "device": {"type": "string", "enum": ["cpu", "cuda"]}, "models_loaded": {"type": "integer"},
+                "lstm_kernel": {"type": "string", "description": "What cached LSTM forecasts run on: int16-avx512vnni, f32-avx2 or f32-scalar (LSTM_PRECISION)"},
                 "version": {"type": "string"}, "model_version": {"type": "string"}, "uptime_seconds": {"type": "number"},
                 "training": {"type": "object", "properties": {
                     "trainings_total": {"type": "integer"}, "trainings_running": {"type": "integer"},

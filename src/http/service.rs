@@ -44,6 +44,7 @@ async fn check_health(State(state): State<AppState>) -> Json<Value> {
         "status": "healthy",
         "pytorch_available": false,
         "device": "cpu",
+        "lstm_kernel": state.registry.precision().kernel(),
         "models_loaded": stats.models_loaded,
         "version": env!("CARGO_PKG_VERSION"),
         "model_version": state.registry.version().as_str(),

@@ -143,6 +143,7 @@ pub(crate) mod tests {
                 cache_size: NonZeroUsize::new(4).unwrap(),
                 max_concurrent_trainings: NonZeroUsize::new(1).unwrap(),
                 training_queue: 2,
+                precision: lstm::Precision::Int16,
             },
             Arc::new(FsModelStore::open(dir).unwrap()),
         )

@@ -31,6 +31,11 @@ async fn health_has_the_contract_keys() {
     assert_eq!(body["status"], "healthy");
     assert_eq!(body["pytorch_available"], false);
     assert_eq!(body["device"], "cpu");
+    let kernel = body["lstm_kernel"].as_str().unwrap();
+    assert!(
+        ["int16-avx512vnni", "f32-avx2", "f32-scalar"].contains(&kernel),
+        "{kernel}"
+    );
     assert_eq!(body["models_loaded"], 0);
     assert_eq!(body["training"]["trainings_total"], 0);
 }

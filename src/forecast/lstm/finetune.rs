@@ -102,7 +102,8 @@ pub fn fine_tune(
     Ok(TrainedLstm {
         config: config.clone(),
         layout,
-        packed: super::infer::Packed::new(layout, &params),
+        packed: std::sync::OnceLock::new(),
+        quantized: std::sync::OnceLock::new(),
         params,
         scaler,
         summary: TrainingSummary {

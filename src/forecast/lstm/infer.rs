@@ -47,7 +47,7 @@ pub(crate) struct Scratch {
 
 /// Position of gate row `row` (PyTorch order: gate-major, `q * hidden + unit`) in an interleaved
 /// gate vector.
-fn interleaved(hidden: usize, row: usize) -> usize {
+pub(super) fn interleaved(hidden: usize, row: usize) -> usize {
     let (q, j) = (row / hidden, row % hidden);
     (j / BLOCK) * 4 * BLOCK + q * BLOCK + j % BLOCK
 }
@@ -70,7 +70,7 @@ impl Packed {
     /// then uses the general batch predictor).
     pub fn new(layout: Layout, params: &[f32]) -> Option<Self> {
         let h = layout.hidden;
-        if h == 0 || h % BLOCK != 0 || params.len() != layout.len() {
+        if h == 0 || !h.is_multiple_of(BLOCK) || params.len() != layout.len() {
             return None;
         }
         let g = layout.gates();
@@ -169,6 +169,15 @@ impl Packed {
     }
 }
 
+/// The f32 kernel a forecast runs on this CPU.
+pub(super) fn f32_kernel() -> &'static str {
+    if has_avx2_fma() {
+        "f32-avx2"
+    } else {
+        "f32-scalar"
+    }
+}
+
 fn has_avx2_fma() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -192,7 +201,7 @@ fn project(
 ) {
     let g = 4 * h;
     assert!(seq.len() >= steps * h && pre.len() >= steps * g);
-    assert!(w.len() == h * g && bias.len() == g && h % BLOCK == 0);
+    assert!(w.len() == h * g && bias.len() == g && h.is_multiple_of(BLOCK));
     #[cfg(target_arch = "x86_64")]
     if avx2 {
         // SAFETY: AVX2 and FMA are present (`avx2` comes from `has_avx2_fma`); the asserts
@@ -233,7 +242,7 @@ fn step(
 ) {
     let g = 4 * h;
     assert!(w.len() == h * g && pre.len() == g && c.len() == h && h_out.len() == h);
-    assert!(h % BLOCK == 0 && h_prev.is_none_or(|p| p.len() >= h));
+    assert!(h.is_multiple_of(BLOCK) && h_prev.is_none_or(|p| p.len() >= h));
     #[cfg(target_arch = "x86_64")]
     if avx2 {
         // SAFETY: AVX2 and FMA are present; the asserts above bound every access.
