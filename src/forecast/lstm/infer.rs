@@ -23,16 +23,73 @@ pub(crate) const BLOCK: usize = 16;
 pub(crate) struct Packed {
     hidden: usize,
     layers: usize,
-    /// Layer 0's input weights (input size 1), interleaved like a gate row: `[block][gate][unit]`.
-    w_in0: Vec<f32>,
     /// Input weights of layers >= 1 (index 0 is empty), `[block][k][gate][unit]`.
     w_ih: Vec<Vec<f32>>,
     /// Recurrent weights per layer, `[block][k][gate][unit]`.
     w_hh: Vec<Vec<f32>>,
+    ends: Ends,
+}
+
+/// The f32 parts around the gate matrices, shared with the int16 packing (`super::quant`):
+/// layer 0's input weights, the biases, and the output layer.
+#[derive(Clone, Debug)]
+pub(super) struct Ends {
+    /// Layer 0's input weights (input size 1), interleaved like a gate row: `[block][gate][unit]`.
+    w_in0: Vec<f32>,
     /// `b_ih + b_hh` per layer, interleaved `[block][gate][unit]`.
-    bias: Vec<Vec<f32>>,
+    pub(super) bias: Vec<Vec<f32>>,
     fc_w: Vec<f32>,
     fc_b: f32,
+}
+
+impl Ends {
+    /// Interleaves the parts of `params` (the caller checked its length).
+    pub(super) fn new(layout: Layout, params: &[f32]) -> Self {
+        let (h, g) = (layout.hidden, layout.gates());
+        let mut w_in0 = vec![0.0; g];
+        for (row, w) in params[layout.w_ih(0)].iter().enumerate() {
+            w_in0[interleaved(h, row)] = *w;
+        }
+        let bias = (0..layout.layers)
+            .map(|l| {
+                let mut b = vec![0.0; g];
+                for (row, (x, y)) in params[layout.b_ih(l)]
+                    .iter()
+                    .zip(&params[layout.b_hh(l)])
+                    .enumerate()
+                {
+                    b[interleaved(h, row)] = x + y;
+                }
+                b
+            })
+            .collect();
+        Self {
+            w_in0,
+            bias,
+            fc_w: params[layout.fc_w()].to_vec(),
+            fc_b: params[layout.fc_b()][0],
+        }
+    }
+
+    /// Layer 0's input projection plus bias, `pre[t] = bias + window[t] * w_in0`.
+    pub(super) fn project_input(&self, window: &[f32], pre: &mut [f32]) {
+        let g = self.w_in0.len();
+        for (pre, &x) in pre.chunks_exact_mut(g).zip(window) {
+            for ((p, b), w) in pre.iter_mut().zip(&self.bias[0]).zip(&self.w_in0) {
+                *p = b + x * w;
+            }
+        }
+    }
+
+    /// The output layer on the last hidden state.
+    pub(super) fn output(&self, last: &[f32]) -> f32 {
+        self.fc_b + last.iter().zip(&self.fc_w).map(|(a, b)| a * b).sum::<f32>()
+    }
+
+    /// The output for an empty window.
+    pub(super) fn bias_only(&self) -> f32 {
+        self.fc_b
+    }
 }
 
 /// Buffers of one single-window pass, reused across calls.
@@ -73,11 +130,6 @@ impl Packed {
         if h == 0 || !h.is_multiple_of(BLOCK) || params.len() != layout.len() {
             return None;
         }
-        let g = layout.gates();
-        let mut w_in0 = vec![0.0; g];
-        for (row, w) in params[layout.w_ih(0)].iter().enumerate() {
-            w_in0[interleaved(h, row)] = *w;
-        }
         let w_ih = (0..layout.layers)
             .map(|l| {
                 if l == 0 {
@@ -90,28 +142,12 @@ impl Packed {
         let w_hh = (0..layout.layers)
             .map(|l| pack_matrix(h, h, &params[layout.w_hh(l)]))
             .collect();
-        let bias = (0..layout.layers)
-            .map(|l| {
-                let mut b = vec![0.0; g];
-                for (row, (x, y)) in params[layout.b_ih(l)]
-                    .iter()
-                    .zip(&params[layout.b_hh(l)])
-                    .enumerate()
-                {
-                    b[interleaved(h, row)] = x + y;
-                }
-                b
-            })
-            .collect();
         Some(Self {
             hidden: h,
             layers: layout.layers,
-            w_in0,
             w_ih,
             w_hh,
-            bias,
-            fc_w: params[layout.fc_w()].to_vec(),
-            fc_b: params[layout.fc_b()][0],
+            ends: Ends::new(layout, params),
         })
     }
 
@@ -124,7 +160,7 @@ impl Packed {
     fn predict_with(&self, window: &[f32], s: &mut Scratch, avx2: bool) -> f32 {
         let (h, g, steps) = (self.hidden, 4 * self.hidden, window.len());
         if steps == 0 {
-            return self.fc_b;
+            return self.ends.bias_only();
         }
         s.seq.resize(steps * h, 0.0);
         s.pre.resize(steps * g, 0.0);
@@ -132,11 +168,7 @@ impl Packed {
         for l in 0..self.layers {
             // Input projection plus bias of every step.
             if l == 0 {
-                for (pre, &x) in s.pre.chunks_exact_mut(g).zip(window) {
-                    for ((p, b), w) in pre.iter_mut().zip(&self.bias[0]).zip(&self.w_in0) {
-                        *p = b + x * w;
-                    }
-                }
+                self.ends.project_input(window, &mut s.pre);
             } else {
                 project(
                     avx2,
@@ -144,7 +176,7 @@ impl Packed {
                     steps,
                     &s.seq,
                     &self.w_ih[l],
-                    &self.bias[l],
+                    &self.ends.bias[l],
                     &mut s.pre,
                 );
             }
@@ -164,8 +196,7 @@ impl Packed {
                 );
             }
         }
-        let last = &s.seq[(steps - 1) * h..steps * h];
-        self.fc_b + last.iter().zip(&self.fc_w).map(|(a, b)| a * b).sum::<f32>()
+        self.ends.output(&s.seq[(steps - 1) * h..steps * h])
     }
 }
 

@@ -241,12 +241,7 @@ impl TrainedLstm {
         if let Some(q) = quantized {
             QSCRATCH.with(|cell| {
                 let scratch = &mut *cell.borrow_mut();
-                for _ in 0..horizon {
-                    let y = q.predict(&window, scratch);
-                    push(y);
-                    window.rotate_left(1);
-                    window[steps - 1] = y;
-                }
+                recurse(&mut window, horizon, &mut push, |w| q.predict(w, scratch));
             });
             return Ok(out);
         }
@@ -256,12 +251,9 @@ impl TrainedLstm {
         if let Some(packed) = packed {
             SCRATCH.with(|cell| {
                 let scratch = &mut *cell.borrow_mut();
-                for _ in 0..horizon {
-                    let y = packed.predict(&window, scratch);
-                    push(y);
-                    window.rotate_left(1);
-                    window[steps - 1] = y;
-                }
+                recurse(&mut window, horizon, &mut push, |w| {
+                    packed.predict(w, scratch)
+                });
             });
             return Ok(out);
         }
@@ -280,12 +272,10 @@ impl TrainedLstm {
                 }
             };
             let mut y = [0.0f32];
-            for _ in 0..horizon {
-                predictor.predict(&self.params, &[&window], &mut y);
-                push(y[0]);
-                window.rotate_left(1);
-                window[steps - 1] = y[0];
-            }
+            recurse(&mut window, horizon, &mut push, |w| {
+                predictor.predict(&self.params, &[w], &mut y);
+                y[0]
+            });
         });
         Ok(out)
     }
@@ -355,6 +345,24 @@ pub struct LstmMetadata {
     pub scaler: MinMaxScaler,
     /// What training measured.
     pub summary: TrainingSummary,
+}
+
+/// The recursive forecast: `horizon` times, `predict` the next (scaled) value from `window`,
+/// hand it to `push`, and append it to the window in place of the oldest value.
+fn recurse(
+    window: &mut [f32],
+    horizon: usize,
+    push: &mut dyn FnMut(f32),
+    mut predict: impl FnMut(&[f32]) -> f32,
+) {
+    for _ in 0..horizon {
+        let y = predict(window);
+        push(y);
+        window.rotate_left(1.min(window.len()));
+        if let Some(last) = window.last_mut() {
+            *last = y;
+        }
+    }
 }
 
 thread_local! {

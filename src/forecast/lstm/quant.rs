@@ -17,7 +17,7 @@
 //! tests and README "Inference precision"); the f32 path stays available and is what training,
 //! validation and backtests use.
 
-use super::infer::{interleaved, BLOCK};
+use super::infer::{interleaved, Ends, BLOCK};
 use super::kernel::{fast_sigmoid, fast_tanh};
 use super::network::Layout;
 
@@ -76,15 +76,11 @@ fn row_scale(w: &[f32]) -> f64 {
 pub(crate) struct Quantized {
     hidden: usize,
     layers: usize,
-    /// Layer 0's input weights (input size 1), interleaved, f32.
-    w_in0: Vec<f32>,
     /// Input weights of layers >= 1 (index 0 unused).
     w_ih: Vec<Option<QMatrix>>,
     w_hh: Vec<QMatrix>,
-    /// `b_ih + b_hh` per layer, interleaved.
-    bias: Vec<Vec<f32>>,
-    fc_w: Vec<f32>,
-    fc_b: f32,
+    /// Layer 0's input weights, biases and output layer, f32 as in the f32 path.
+    ends: Ends,
 }
 
 /// Buffers of one int16 pass, reused across calls.
@@ -117,39 +113,18 @@ impl Quantized {
         if h == 0 || !(4 * h).is_multiple_of(CHUNK) || params.len() != layout.len() {
             return None;
         }
-        let g = layout.gates();
-        let mut w_in0 = vec![0.0; g];
-        for (row, w) in params[layout.w_ih(0)].iter().enumerate() {
-            w_in0[interleaved(h, row)] = *w;
-        }
         let w_ih = (0..layout.layers)
             .map(|l| (l > 0).then(|| QMatrix::new(h, h, &params[layout.w_ih(l)])))
             .collect();
         let w_hh = (0..layout.layers)
             .map(|l| QMatrix::new(h, h, &params[layout.w_hh(l)]))
             .collect();
-        let bias = (0..layout.layers)
-            .map(|l| {
-                let mut b = vec![0.0; g];
-                for (row, (x, y)) in params[layout.b_ih(l)]
-                    .iter()
-                    .zip(&params[layout.b_hh(l)])
-                    .enumerate()
-                {
-                    b[interleaved(h, row)] = x + y;
-                }
-                b
-            })
-            .collect();
         Some(Self {
             hidden: h,
             layers: layout.layers,
-            w_in0,
             w_ih,
             w_hh,
-            bias,
-            fc_w: params[layout.fc_w()].to_vec(),
-            fc_b: params[layout.fc_b()][0],
+            ends: Ends::new(layout, params),
         })
     }
 
@@ -162,7 +137,7 @@ impl Quantized {
     fn predict_with(&self, window: &[f32], s: &mut QScratch, vnni: bool) -> f32 {
         let (h, g, steps) = (self.hidden, 4 * self.hidden, window.len());
         if steps == 0 {
-            return self.fc_b;
+            return self.ends.bias_only();
         }
         s.pre.resize(steps * g, 0.0);
         s.seq.resize(steps * h, 0);
@@ -172,20 +147,14 @@ impl Quantized {
         s.h.resize(h, 0.0);
         for l in 0..self.layers {
             match &self.w_ih[l] {
-                None => {
-                    for (pre, &x) in s.pre.chunks_exact_mut(g).zip(window) {
-                        for ((p, b), w) in pre.iter_mut().zip(&self.bias[0]).zip(&self.w_in0) {
-                            *p = b + x * w;
-                        }
-                    }
-                }
+                None => self.ends.project_input(window, &mut s.pre),
                 Some(w_ih) => {
                     for t in 0..steps {
                         gates(
                             vnni,
                             w_ih,
                             &s.seq[t * h..(t + 1) * h],
-                            &self.bias[l],
+                            &self.ends.bias[l],
                             &mut s.pre[t * g..(t + 1) * g],
                         );
                     }
@@ -205,7 +174,7 @@ impl Quantized {
             }
             std::mem::swap(&mut s.seq, &mut s.next);
         }
-        self.fc_b + s.h.iter().zip(&self.fc_w).map(|(a, b)| a * b).sum::<f32>()
+        self.ends.output(&s.h)
     }
 }
 
