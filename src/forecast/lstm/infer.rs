@@ -12,6 +12,7 @@
 //! done once the layer below has finished. A scalar version of the same code serves CPUs
 //! without AVX2/FMA.
 
+use super::aligned::Aligned;
 use super::kernel::{fast_sigmoid, fast_tanh};
 use super::network::Layout;
 
@@ -24,9 +25,9 @@ pub(crate) struct Packed {
     hidden: usize,
     layers: usize,
     /// Input weights of layers >= 1 (index 0 is empty), `[block][k][gate][unit]`.
-    w_ih: Vec<Vec<f32>>,
+    w_ih: Vec<Aligned<f32>>,
     /// Recurrent weights per layer, `[block][k][gate][unit]`.
-    w_hh: Vec<Vec<f32>>,
+    w_hh: Vec<Aligned<f32>>,
     ends: Ends,
 }
 
@@ -96,10 +97,10 @@ impl Ends {
 #[derive(Default)]
 pub(crate) struct Scratch {
     /// `[t][unit]`: the hidden states of the layer being computed (input of the next one).
-    seq: Vec<f32>,
+    seq: Aligned<f32>,
     /// `[t][block][gate][unit]`: input projection plus bias of every step.
-    pre: Vec<f32>,
-    c: Vec<f32>,
+    pre: Aligned<f32>,
+    c: Aligned<f32>,
 }
 
 /// Position of gate row `row` (PyTorch order: gate-major, `q * hidden + unit`) in an interleaved
@@ -110,8 +111,8 @@ pub(super) fn interleaved(hidden: usize, row: usize) -> usize {
 }
 
 /// Packs a PyTorch `[4H, k_in]` gate matrix as `[block][k][gate][unit]`.
-fn pack_matrix(hidden: usize, k_in: usize, w: &[f32]) -> Vec<f32> {
-    let mut out = vec![0.0; w.len()];
+fn pack_matrix(hidden: usize, k_in: usize, w: &[f32]) -> Aligned<f32> {
+    let mut out = Aligned::zeroed(w.len());
     for row in 0..4 * hidden {
         let (q, j) = (row / hidden, row % hidden);
         let (jb, u) = (j / BLOCK, j % BLOCK);
@@ -133,7 +134,7 @@ impl Packed {
         let w_ih = (0..layout.layers)
             .map(|l| {
                 if l == 0 {
-                    Vec::new()
+                    Aligned::zeroed(0)
                 } else {
                     pack_matrix(h, h, &params[layout.w_ih(l)])
                 }
@@ -162,9 +163,9 @@ impl Packed {
         if steps == 0 {
             return self.ends.bias_only();
         }
-        s.seq.resize(steps * h, 0.0);
-        s.pre.resize(steps * g, 0.0);
-        s.c.resize(h, 0.0);
+        s.seq.set_len(steps * h);
+        s.pre.set_len(steps * g);
+        s.c.set_len(h);
         for l in 0..self.layers {
             // Input projection plus bias of every step.
             if l == 0 {

@@ -6,6 +6,7 @@
 //! passes), `kernel` (GEMM wrapper and vectorised gate non-linearities), `train` (scaling, Adam,
 //! the epoch loop, validation), `artefact` (safetensors with PyTorch's names).
 
+mod aligned;
 mod artefact;
 mod config;
 mod finetune;
