@@ -475,17 +475,13 @@ mod tests {
 }
 
 #[cfg(test)]
-mod timing {
+pub(super) mod timing {
     use super::*;
     use crate::forecast::lstm::network::{Predictor, SplitMix64};
 
-    /// `cargo test --release --lib time_packed_predict -- --ignored --nocapture`: best-of-400
-    /// times of one 2x64, 60-step prediction, packed path (AVX2 and scalar) against the batch
-    /// predictor with one window (the forecast path before packing), interleaved so that
-    /// machine load hits them alike.
-    #[test]
-    #[ignore]
-    fn time_packed_predict() {
+    /// The network the timing tests run: SPEC's 2x64 with small random weights, and a 60-step
+    /// window.
+    pub(in crate::forecast::lstm) fn spec_net() -> (Layout, Vec<f32>, Vec<f32>) {
         let layout = Layout {
             hidden: 64,
             layers: 2,
@@ -495,18 +491,32 @@ mod timing {
             .map(|_| (rng.next_f32() - 0.5) * 0.25)
             .collect();
         let window: Vec<f32> = (0..60).map(|_| rng.next_f32()).collect();
+        (layout, params, window)
+    }
+
+    /// The shortest of `n` runs of `f`, in microseconds.
+    pub(in crate::forecast::lstm) fn best_of(n: usize, f: &mut dyn FnMut() -> f32) -> f64 {
+        (0..n)
+            .map(|_| {
+                let t0 = std::time::Instant::now();
+                std::hint::black_box(f());
+                t0.elapsed().as_secs_f64() * 1e6
+            })
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    /// `cargo test --release --lib time_packed_predict -- --ignored --nocapture`: best-of-400
+    /// times of one 2x64, 60-step prediction, packed path (AVX2 and scalar) against the batch
+    /// predictor with one window (the forecast path before packing), interleaved so that
+    /// machine load hits them alike.
+    #[test]
+    #[ignore]
+    fn time_packed_predict() {
+        let (layout, params, window) = spec_net();
         let p = Packed::new(layout, &params).expect("packs");
         let mut s = Scratch::default();
         let mut batch = Predictor::new(layout, 60, 1);
-        let best_of = |f: &mut dyn FnMut() -> f32| {
-            (0..400)
-                .map(|_| {
-                    let t0 = std::time::Instant::now();
-                    std::hint::black_box(f());
-                    t0.elapsed().as_secs_f64() * 1e6
-                })
-                .fold(f64::INFINITY, f64::min)
-        };
+        let best_of = |f: &mut dyn FnMut() -> f32| best_of(400, f);
         for rep in 0..3 {
             let packed = best_of(&mut || p.predict(std::hint::black_box(&window), &mut s));
             let scalar = best_of(&mut || p.predict_with(&window, &mut s, false));

@@ -476,8 +476,8 @@ mod tests {
 #[cfg(test)]
 mod timing {
     use super::*;
+    use crate::forecast::lstm::infer::timing::{best_of, spec_net};
     use crate::forecast::lstm::infer::{Packed, Scratch};
-    use crate::forecast::lstm::network::SplitMix64;
 
     /// `cargo test --release --lib time_int16_predict -- --ignored --nocapture`: best-of-2000
     /// times of one 2x64, 60-step prediction on the f32 and the int16 kernel, interleaved so that
@@ -485,33 +485,20 @@ mod timing {
     #[test]
     #[ignore]
     fn time_int16_predict() {
-        let layout = Layout {
-            hidden: 64,
-            layers: 2,
-        };
-        let mut rng = SplitMix64(1);
-        let params: Vec<f32> = (0..layout.len())
-            .map(|_| (rng.next_f32() - 0.5) * 0.25)
-            .collect();
-        let window: Vec<f32> = (0..60).map(|_| rng.next_f32()).collect();
+        let (layout, params, window) = spec_net();
         let exact = Packed::new(layout, &params).expect("packs");
         let Some(quant) = Quantized::new(layout, &params) else {
             eprintln!("no AVX-512 VNNI on this CPU");
             return;
         };
         let (mut s, mut qs) = (Scratch::default(), QScratch::default());
-        let best_of = |f: &mut dyn FnMut() -> f32| {
-            (0..2000)
-                .map(|_| {
-                    let t0 = std::time::Instant::now();
-                    std::hint::black_box(f());
-                    t0.elapsed().as_secs_f64() * 1e6
-                })
-                .fold(f64::INFINITY, f64::min)
-        };
         for rep in 0..3 {
-            let f32_us = best_of(&mut || exact.predict(std::hint::black_box(&window), &mut s));
-            let int16_us = best_of(&mut || quant.predict(std::hint::black_box(&window), &mut qs));
+            let f32_us = best_of(2000, &mut || {
+                exact.predict(std::hint::black_box(&window), &mut s)
+            });
+            let int16_us = best_of(2000, &mut || {
+                quant.predict(std::hint::black_box(&window), &mut qs)
+            });
             eprintln!("rep {rep}: f32 {f32_us:.1} us, int16 {int16_us:.1} us");
         }
     }
