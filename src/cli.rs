@@ -12,13 +12,13 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 
 use crate::domain::{Horizon, PriceSeries, Symbol};
-use crate::forecast::lstm::{self, Precision};
+use crate::forecast::lstm;
 use crate::http::dto::PredictResponse;
 use crate::http::error::ApiError;
 use crate::http::server::Application;
 use crate::registry::{Registry, RegistryConfig};
 use crate::settings::{
-    defaults, LogFormat, LogSettings, Settings, StoreSettings, TrainingSettings,
+    defaults, InferenceSettings, LogFormat, LogSettings, Settings, StoreSettings, TrainingSettings,
 };
 use crate::store::{FsModelStore, ModelStore};
 
@@ -152,9 +152,9 @@ pub struct PredictArgs {
     /// Training, when no model is stored.
     #[command(flatten)]
     pub training: TrainingSettings,
-    /// Arithmetic of the forecast, as `serve --lstm-precision`.
-    #[arg(long, env = "LSTM_PRECISION", value_enum, default_value_t = Precision::Int16)]
-    pub lstm_precision: Precision,
+    /// Arithmetic of the forecast, as for `serve`.
+    #[command(flatten)]
+    pub inference: InferenceSettings,
 }
 
 /// Runs a parsed command line.
@@ -293,7 +293,7 @@ fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
             cache_size: NonZeroUsize::MIN,
             max_concurrent_trainings: NonZeroUsize::MIN,
             training_queue: 0,
-            precision: args.lstm_precision,
+            precision: args.inference.lstm_precision,
         },
         Arc::new(store),
     );

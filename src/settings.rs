@@ -99,6 +99,15 @@ impl TrainingSettings {
     }
 }
 
+/// How served LSTM forecasts compute (`serve` and `predict`).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct InferenceSettings {
+    /// Arithmetic of cached LSTM forecasts: `int16` (int16 gate matrices on AVX-512 VNNI, ~3x
+    /// faster, forecasts within ~1e-4 of f32; f32 where the CPU lacks VNNI) or `f32` (as PyTorch).
+    #[arg(long, env = "LSTM_PRECISION", value_enum, default_value_t = Precision::default())]
+    pub lstm_precision: Precision,
+}
+
 /// The settings of `coinsphere-ml serve`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct Settings {
@@ -132,10 +141,9 @@ pub struct Settings {
     /// Models kept in memory (least recently used ones are dropped first).
     #[arg(long, env = "MODEL_CACHE_SIZE", default_value_t = nz(defaults::MODEL_CACHE_SIZE))]
     pub model_cache_size: NonZeroUsize,
-    /// Arithmetic of cached LSTM forecasts: `int16` (int16 gate matrices on AVX-512 VNNI, ~3x
-    /// faster, forecasts within ~1e-4 of f32; f32 where the CPU lacks VNNI) or `f32` (as PyTorch).
-    #[arg(long, env = "LSTM_PRECISION", value_enum, default_value_t = Precision::Int16)]
-    pub lstm_precision: Precision,
+    /// Arithmetic of served forecasts.
+    #[command(flatten)]
+    pub inference: InferenceSettings,
     /// Database URL; accepted for compatibility with the old service's configuration, unused.
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: Option<String>,
@@ -181,7 +189,7 @@ impl Default for Settings {
             max_concurrent_trainings: nz(defaults::MAX_CONCURRENT_TRAININGS),
             training_queue: defaults::TRAINING_QUEUE,
             model_cache_size: nz(defaults::MODEL_CACHE_SIZE),
-            lstm_precision: Precision::Int16,
+            inference: InferenceSettings::default(),
             database_url: None,
             ops: crate::ops::settings::OpsSettings::default(),
         }
@@ -197,7 +205,7 @@ impl Settings {
             cache_size: self.model_cache_size,
             max_concurrent_trainings: self.max_concurrent_trainings,
             training_queue: self.training_queue,
-            precision: self.lstm_precision,
+            precision: self.inference.lstm_precision,
         }
     }
 }

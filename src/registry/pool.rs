@@ -18,7 +18,8 @@ type Job = Box<dyn FnOnce() + Send>;
 /// A fixed set of worker threads fed from one FIFO queue.
 #[derive(Debug)]
 pub(crate) struct ForecastPool {
-    queue: Mutex<mpsc::Sender<Job>>,
+    /// `Sender` is `Sync`: callers on any runtime thread send without a lock.
+    queue: mpsc::Sender<Job>,
 }
 
 impl ForecastPool {
@@ -43,9 +44,7 @@ impl ForecastPool {
                 })
                 .expect("cannot start a forecast thread");
         }
-        Self {
-            queue: Mutex::new(tx),
-        }
+        Self { queue: tx }
     }
 
     /// One worker per available core.
@@ -63,11 +62,7 @@ impl ForecastPool {
         let job: Job = Box::new(move || {
             let _ = tx.send(f());
         });
-        let sent = self
-            .queue
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .send(job);
+        let sent = self.queue.send(job);
         if sent.is_err() {
             return None;
         }

@@ -3,7 +3,7 @@
 /// One cache line.
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
-pub(super) struct Line([u8; 64]);
+struct Line([u8; 64]);
 
 /// Numbers whose all-zero bytes are a valid value and that have no padding.
 pub(super) trait Plain: Copy {}
@@ -36,29 +36,21 @@ impl<T: Plain> Aligned<T> {
             *self = Self::zeroed(len);
         }
     }
-
-    pub(super) fn as_slice(&self) -> &[T] {
-        // SAFETY: the lines hold at least `len * size_of::<T>()` initialised bytes, aligned to
-        // 64 (more than `T` needs), and `T: Plain` is valid for any bytes written through
-        // `as_mut_slice` or left zero.
-        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<T>(), self.len) }
-    }
-
-    pub(super) fn as_mut_slice(&mut self) -> &mut [T] {
-        // SAFETY: as in `as_slice`, through a unique borrow.
-        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<T>(), self.len) }
-    }
 }
 
 impl<T: Plain> std::ops::Deref for Aligned<T> {
     type Target = [T];
     fn deref(&self) -> &[T] {
-        self.as_slice()
+        // SAFETY: the lines hold at least `len * size_of::<T>()` initialised bytes, aligned to
+        // 64 (more than `T` needs), and `T: Plain` is valid for any bytes written through
+        // `deref_mut` or left zero.
+        unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast::<T>(), self.len) }
     }
 }
 
 impl<T: Plain> std::ops::DerefMut for Aligned<T> {
     fn deref_mut(&mut self) -> &mut [T] {
-        self.as_mut_slice()
+        // SAFETY: as in `deref`, through a unique borrow.
+        unsafe { std::slice::from_raw_parts_mut(self.lines.as_mut_ptr().cast::<T>(), self.len) }
     }
 }

@@ -102,8 +102,7 @@ pub fn fine_tune(
     Ok(TrainedLstm {
         config: config.clone(),
         layout,
-        packed: std::sync::OnceLock::new(),
-        quantized: std::sync::OnceLock::new(),
+        kernels: super::Kernels::default(),
         params,
         scaler,
         summary: TrainingSummary {

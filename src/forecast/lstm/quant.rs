@@ -50,19 +50,24 @@ impl QMatrix {
             let ws = &w[row * k..(row + 1) * k];
             let s = row_scale(ws);
             let p = interleaved(hidden, row);
-            let (chunk, within) = (p / CHUNK, p % CHUNK);
-            scale.as_mut_slice()[p] = (s / f64::from(H_SCALE)) as f32;
+            scale[p] = (s / f64::from(H_SCALE)) as f32;
             for (kk, &x) in ws.iter().enumerate() {
                 let v = if s > 0.0 {
                     (f64::from(x) / s).round() as i16
                 } else {
                     0
                 };
-                q.as_mut_slice()[((chunk * k + kk - kk % 2) * CHUNK + 2 * within) + kk % 2] = v;
+                q[slot(k, p, kk)] = v;
             }
         }
         Self { k, q, scale }
     }
+}
+
+/// Index of weight `kk` of interleaved row `p` in a [`QMatrix`] with `k` inputs.
+fn slot(k: usize, p: usize, kk: usize) -> usize {
+    let (chunk, within) = (p / CHUNK, p % CHUNK);
+    (chunk * k + kk - kk % 2) * CHUNK + 2 * within + kk % 2
 }
 
 /// The per-row scale described in the module docs (0 for an all-zero row).
@@ -211,16 +216,12 @@ fn gates(vnni: bool, w: &QMatrix, hq: &[i16], base: &[f32], out: &mut [f32]) {
         return;
     }
     let _ = vnni;
-    for chunk in 0..g / CHUNK {
-        for within in 0..CHUNK {
-            let mut acc = 0i32;
-            for (k, &x) in hq.iter().enumerate() {
-                let wq = w.q.as_slice()[(chunk * w.k + k - k % 2) * CHUNK + 2 * within + k % 2];
-                acc = acc.wrapping_add(i32::from(wq) * i32::from(x));
-            }
-            let r = chunk * CHUNK + within;
-            out[r] = (acc as f32).mul_add(w.scale[r], base[r]);
+    for r in 0..g {
+        let mut acc = 0i32;
+        for (k, &x) in hq.iter().enumerate() {
+            acc = acc.wrapping_add(i32::from(w.q[slot(w.k, r, k)]) * i32::from(x));
         }
+        out[r] = (acc as f32).mul_add(w.scale[r], base[r]);
     }
 }
 
@@ -442,18 +443,9 @@ mod tests {
             };
         }
         let q = QMatrix::new(64, 64, &params[start..start + 256 * 64]);
-        for chunk in 0..1 {
-            for within in 0..CHUNK {
-                let sum: i64 = (0..64)
-                    .map(|k| {
-                        i64::from(
-                            q.q.as_slice()[(chunk * 64 + k - k % 2) * CHUNK + 2 * within + k % 2],
-                        )
-                    })
-                    .map(i64::abs)
-                    .sum();
-                assert!(sum * 32767 < 1 << 31, "row {within}: sum {sum}");
-            }
+        for r in 0..256 {
+            let sum: i64 = (0..64).map(|k| i64::from(q.q[slot(64, r, k)]).abs()).sum();
+            assert!(sum * 32767 < 1 << 31, "row {r}: sum {sum}");
         }
         // The all-zero rows quantise to zero with a zero scale, not NaN.
         assert!(q.scale.iter().all(|s| s.is_finite()));
