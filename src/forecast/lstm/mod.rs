@@ -247,7 +247,9 @@ impl TrainedLstm {
         if let Some(q) = quantized {
             QSCRATCH.with(|cell| {
                 let scratch = &mut *cell.borrow_mut();
-                recurse(&mut window, horizon, &mut push, |w| q.predict(w, scratch));
+                for &y in q.forecast(&window, horizon, scratch) {
+                    push(y);
+                }
             });
             return Ok(out);
         }

@@ -1,13 +1,13 @@
 //! Int16 inference for cached forecasts: the path behind [`super::Precision::Int16`].
 //!
 //! A cached `/predict` is 7 recursive passes of a 60-step window through both layers, i.e.
-//! 840 matrix-vector products with `W_hh` (64 KB in f32). In f32 that matrix does not fit the
-//! 48 KB L1 of the Xeons we serve on, so the f32 kernel ([`super::infer`]) streams it from L2 at
-//! every step (profiled: the FMAs wait on their loads). Here every gate matrix is quantised
-//! once per model to int16 (32 KB, L1-resident for the whole 60-step pass of a layer) and the
-//! products run on AVX-512 VNNI (`vpdpwssd`: 32 multiply-adds per instruction, exact int32
-//! accumulation). Everything else stays f32: biases, the first layer's input weights, the gate
-//! non-linearities, the cell state and the output layer.
+//! 1,260 matrix-vector products with 64 KB (f32) gate matrices. In f32 a matrix does not fit
+//! the 32-48 KB L1 of the CPUs we serve on, so the f32 kernel ([`super::infer`]) streams it from
+//! L2 at every step (profiled: the FMAs wait on their loads). Here every gate matrix is
+//! quantised once per model to int16 (32 KB) and the products run on AVX-512 VNNI (`vpdpwssd`:
+//! 32 multiply-adds per instruction, exact int32 accumulation), up to 8 passes at a time (see
+//! [`Quantized::forecast`]). Everything else stays f32: biases, the first layer's input
+//! weights, the gate non-linearities, the cell state and the output layer.
 //!
 //! Quantisation, per gate row `r` with scale `s_r`: `q = round(w / s_r)` with
 //! `s_r = max(max|w| / 32767, sum|w| / (65538 - k))`, and the hidden state `h` (always in
@@ -89,18 +89,39 @@ pub(crate) struct Quantized {
     ends: Ends,
 }
 
-/// Buffers of one int16 pass, reused across calls.
+/// Recursive passes computed together (see [`Quantized::forecast`]): enough independent work
+/// per weight load to keep the multiply units busy, few enough that the accumulators of the
+/// widest block (2 x 16 gate rows per pass) fit in the 32 vector registers.
+const PASSES: usize = 8;
+
+/// Buffers of one int16 forecast, reused across calls. Per-pass buffers are `[pass][unit]` (or
+/// `[pass][row]`) for the [`PASSES`] passes of a block.
 #[derive(Default)]
 pub(crate) struct QScratch {
-    /// `[t][row]`: input projection plus bias of every step of the current layer.
+    /// The window followed by the values predicted so far.
+    seq: Vec<f32>,
+    /// Per layer: cell states, hidden states and their quantised copies.
+    c: Vec<Aligned<f32>>,
+    h: Vec<Aligned<f32>>,
+    hq: Vec<Aligned<i16>>,
+    /// Input projection plus bias of the layer being computed.
     pre: Aligned<f32>,
-    /// `[t][unit]`: quantised hidden states of the layer just computed.
-    seq: Vec<i16>,
-    /// The same for the layer being computed (swapped with `seq` after each layer).
-    next: Vec<i16>,
     gates: Aligned<f32>,
-    c: Aligned<f32>,
-    h: Aligned<f32>,
+}
+
+impl QScratch {
+    fn shape(&mut self, layers: usize, hidden: usize) {
+        self.c.resize_with(layers, Aligned::default);
+        self.h.resize_with(layers, Aligned::default);
+        self.hq.resize_with(layers, Aligned::default);
+        for l in 0..layers {
+            self.c[l].set_len(PASSES * hidden);
+            self.h[l].set_len(PASSES * hidden);
+            self.hq[l].set_len(PASSES * hidden);
+        }
+        self.pre.set_len(PASSES * 4 * hidden);
+        self.gates.set_len(PASSES * 4 * hidden);
+    }
 }
 
 impl Quantized {
@@ -134,53 +155,125 @@ impl Quantized {
         })
     }
 
-    /// One-step prediction (scaled units) for one window, on the VNNI kernel.
-    pub fn predict(&self, window: &[f32], s: &mut QScratch) -> f32 {
-        self.predict_with(window, s, true)
+    /// The recursive forecast (scaled units): `horizon` one-step predictions, each appended to
+    /// the window in place of its oldest value for the next, on the VNNI kernel.
+    ///
+    /// Pass `j` (the prediction `j` steps after the first) reads `seq[j..j + steps]` of
+    /// `seq = window ++ predictions`; its first `steps - j` inputs are the known window, so it
+    /// need not wait for pass `j - 1` until then. The passes of a block of [`PASSES`] therefore
+    /// run side by side, every step of every ready pass in one batched product per gate matrix:
+    /// each weight loaded serves up to 8 passes, and the cells of different passes (a long
+    /// dependency chain each) overlap. A 7-day forecast takes 66 batched steps instead of 420
+    /// single ones, with every pass doing exactly the arithmetic it does alone.
+    pub fn forecast<'s>(&self, window: &[f32], horizon: usize, s: &'s mut QScratch) -> &'s [f32] {
+        self.forecast_with(window, horizon, s, true)
     }
 
-    /// [`Self::predict`]; `vnni` false runs the scalar twin of the same integer arithmetic.
-    fn predict_with(&self, window: &[f32], s: &mut QScratch, vnni: bool) -> f32 {
-        let (h, g, steps) = (self.hidden, 4 * self.hidden, window.len());
+    /// [`Self::forecast`]; `vnni` false runs the scalar twin of the same integer arithmetic.
+    fn forecast_with<'s>(
+        &self,
+        window: &[f32],
+        horizon: usize,
+        s: &'s mut QScratch,
+        vnni: bool,
+    ) -> &'s [f32] {
+        let steps = window.len();
+        s.seq.clear();
+        s.seq.extend_from_slice(window);
         if steps == 0 {
-            return self.ends.bias_only();
+            s.seq.resize(horizon, self.ends.bias_only());
+            return &s.seq;
         }
-        s.pre.set_len(steps * g);
-        s.seq.resize(steps * h, 0);
-        s.next.resize(steps * h, 0);
-        s.gates.set_len(g);
-        s.c.set_len(h);
-        s.h.set_len(h);
-        for l in 0..self.layers {
-            match &self.w_ih[l] {
-                None => self.ends.project_input(window, &mut s.pre),
-                Some(w_ih) => {
-                    for t in 0..steps {
-                        gates(
-                            vnni,
-                            w_ih,
-                            &s.seq[t * h..(t + 1) * h],
-                            &self.ends.bias[l],
-                            &mut s.pre[t * g..(t + 1) * g],
-                        );
+        s.shape(self.layers, self.hidden);
+        let h = self.hidden;
+        for b0 in (0..horizon).step_by(PASSES) {
+            let n = PASSES.min(horizon - b0);
+            let mut done = [0usize; PASSES];
+            for l in 0..self.layers {
+                s.c[l].fill(0.0);
+            }
+            loop {
+                // Ready: passes with steps left whose next input is known. The lowest
+                // unfinished pass always is, and passes finish in order, one per step at most.
+                let mut ready = [0usize; PASSES];
+                let mut count = 0;
+                for (p, &d) in done.iter().enumerate().take(n) {
+                    if d < steps && b0 + p + d < s.seq.len() {
+                        ready[count] = p;
+                        count += 1;
+                    }
+                }
+                if count == 0 {
+                    break;
+                }
+                let ready = &ready[..count];
+                self.step(b0, ready, &done, s, vnni);
+                for &p in ready {
+                    done[p] += 1;
+                    if done[p] == steps {
+                        let top = &s.h[self.layers - 1][p * h..(p + 1) * h];
+                        let y = self.ends.output(top);
+                        s.seq.push(y);
                     }
                 }
             }
-            s.c.fill(0.0);
-            for t in 0..steps {
-                let pre = &s.pre[t * g..(t + 1) * g];
-                if t == 0 {
-                    s.gates.copy_from_slice(pre);
-                } else {
-                    let prev = &s.next[(t - 1) * h..t * h];
-                    gates(vnni, &self.w_hh[l], prev, pre, &mut s.gates);
-                }
-                let out = &mut s.next[t * h..(t + 1) * h];
-                cell(vnni, &s.gates, &mut s.c, &mut s.h, out);
-            }
-            std::mem::swap(&mut s.seq, &mut s.next);
         }
-        self.ends.output(&s.h)
+        &s.seq[steps..]
+    }
+
+    /// One time step of both layers for the `ready` passes of the block starting at pass `b0`
+    /// (`done[p]`: steps pass `p` has taken).
+    fn step(&self, b0: usize, ready: &[usize], done: &[usize], s: &mut QScratch, vnni: bool) {
+        let (h, g) = (self.hidden, 4 * self.hidden);
+        let mut later = [0usize; PASSES];
+        let mut continuing = 0;
+        for &p in ready.iter().filter(|&&p| done[p] > 0) {
+            later[continuing] = p;
+            continuing += 1;
+        }
+        for &p in ready {
+            let x = s.seq[b0 + p + done[p]];
+            self.ends
+                .project_input(&[x], &mut s.pre[p * g..(p + 1) * g]);
+        }
+        for l in 0..self.layers {
+            if let Some(w_ih) = &self.w_ih[l] {
+                let bias = &self.ends.bias[l];
+                gates(vnni, w_ih, &s.hq[l - 1], ready, (bias, 0), &mut s.pre);
+            }
+            // A pass's first step has no previous hidden state: its gates are `pre` alone.
+            for &p in ready.iter().filter(|&&p| done[p] == 0) {
+                let r = p * g..(p + 1) * g;
+                s.gates[r.clone()].copy_from_slice(&s.pre[r]);
+            }
+            if continuing > 0 {
+                let passes = &later[..continuing];
+                gates(
+                    vnni,
+                    &self.w_hh[l],
+                    &s.hq[l],
+                    passes,
+                    (&s.pre, g),
+                    &mut s.gates,
+                );
+            }
+            for &p in ready {
+                let u = p * h..(p + 1) * h;
+                cell(
+                    vnni,
+                    &s.gates[p * g..(p + 1) * g],
+                    &mut s.c[l][u.clone()],
+                    &mut s.h[l][u.clone()],
+                    &mut s.hq[l][u],
+                );
+            }
+        }
+    }
+
+    /// One-step prediction (scaled units) for one window.
+    #[cfg(test)]
+    fn predict_with(&self, window: &[f32], s: &mut QScratch, vnni: bool) -> f32 {
+        self.forecast_with(window, 1, s, vnni)[0]
     }
 }
 
@@ -203,25 +296,42 @@ pub(crate) fn supported() -> bool {
     }
 }
 
-/// `out[r] = base[r] + scale[r] * sum_k q[r, k] * hq[k]` for every interleaved gate row.
-fn gates(vnni: bool, w: &QMatrix, hq: &[i16], base: &[f32], out: &mut [f32]) {
-    let g = w.scale.len();
-    assert!(hq.len() == w.k && base.len() == g && out.len() == g && w.q.len() == g * w.k);
-    assert!(g.is_multiple_of(CHUNK) && w.k.is_multiple_of(2));
+/// For every pass `p` in `passes`: `out[p][r] = base[p][r] + scale[r] * sum_k q[r, k] * hq[p][k]`
+/// for every interleaved gate row `r`. `hq` and `out` are `[pass][k]` and `[pass][row]`;
+/// `base` is `(values, stride)`, stride 0 for one row vector shared by every pass.
+fn gates(
+    vnni: bool,
+    w: &QMatrix,
+    hq: &[i16],
+    passes: &[usize],
+    (base, stride): (&[f32], usize),
+    out: &mut [f32],
+) {
+    let (g, k) = (w.scale.len(), w.k);
+    assert!(g.is_multiple_of(CHUNK) && k.is_multiple_of(2) && w.q.len() == g * k);
+    assert!(!passes.is_empty() && passes.len() <= PASSES);
+    for &p in passes {
+        assert!(
+            (p + 1) * k <= hq.len() && p * stride + g <= base.len() && (p + 1) * g <= out.len()
+        );
+    }
     #[cfg(target_arch = "x86_64")]
     if vnni {
         assert!(supported(), "the VNNI kernel needs AVX-512 VNNI");
         // SAFETY: the CPU has AVX-512 F/BW/VNNI (asserted); the asserts above bound every access.
-        unsafe { simd::gates(w, hq, base, out) };
+        unsafe { simd::gates(w, hq, passes, (base, stride), out) };
         return;
     }
     let _ = vnni;
-    for r in 0..g {
-        let mut acc = 0i32;
-        for (k, &x) in hq.iter().enumerate() {
-            acc = acc.wrapping_add(i32::from(w.q[slot(w.k, r, k)]) * i32::from(x));
+    for &p in passes {
+        let x = &hq[p * k..(p + 1) * k];
+        for r in 0..g {
+            let mut acc = 0i32;
+            for (kk, &v) in x.iter().enumerate() {
+                acc = acc.wrapping_add(i32::from(w.q[slot(k, r, kk)]) * i32::from(v));
+            }
+            out[p * g + r] = (acc as f32).mul_add(w.scale[r], base[p * stride + r]);
         }
-        out[r] = (acc as f32).mul_add(w.scale[r], base[r]);
     }
 }
 
@@ -264,38 +374,86 @@ mod simd {
 
     const _: () = assert!(CHUNK == 256 && super::BLOCK == 16);
 
-    /// See [`super::gates`]; the caller checked all extents and the CPU.
+    /// See [`super::gates`]; the caller checked all extents, the pass count and the CPU. Each
+    /// pass count has its own register blocking: `V` row vectors of 16 by `N` passes of int32
+    /// accumulators (16 to 24 of the 32 registers), so that every weight vector loaded feeds
+    /// `N` multiply-adds and no accumulator waits on its previous update.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub(super) unsafe fn gates(w: &QMatrix, hq: &[i16], base: &[f32], out: &mut [f32]) {
-        let (k, g) = (w.k, w.scale.len());
-        let (qp, hp, sp, bp, op) = (
-            w.q.as_ptr(),
-            hq.as_ptr(),
-            w.scale.as_ptr(),
-            base.as_ptr(),
-            out.as_mut_ptr(),
-        );
-        // SAFETY (all pointer accesses): chunk < g / CHUNK, pair < k / 2, bounded by the caller.
+    pub(super) unsafe fn gates(
+        w: &QMatrix,
+        hq: &[i16],
+        passes: &[usize],
+        base: (&[f32], usize),
+        out: &mut [f32],
+    ) {
+        // SAFETY: as for this function.
         unsafe {
+            match passes.len() {
+                1 => block::<1, 16>(w, hq, passes, base, out),
+                2 => block::<2, 8>(w, hq, passes, base, out),
+                3 => block::<3, 4>(w, hq, passes, base, out),
+                4 => block::<4, 4>(w, hq, passes, base, out),
+                5 => block::<5, 4>(w, hq, passes, base, out),
+                6 => block::<6, 2>(w, hq, passes, base, out),
+                7 => block::<7, 2>(w, hq, passes, base, out),
+                _ => block::<8, 2>(w, hq, passes, base, out),
+            }
+        }
+    }
+
+    /// [`gates`] for exactly `N` passes, `V` row vectors (`16 V` gate rows) at a time.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn block<const N: usize, const V: usize>(
+        w: &QMatrix,
+        hq: &[i16],
+        passes: &[usize],
+        (base, stride): (&[f32], usize),
+        out: &mut [f32],
+    ) {
+        let (k, g) = (w.k, w.scale.len());
+        let (qp, sp) = (w.q.as_ptr(), w.scale.as_ptr());
+        let mut hp = [hq.as_ptr(); N];
+        let mut bp = [base.as_ptr(); N];
+        let mut op = [out.as_mut_ptr(); N];
+        // SAFETY (all pointer accesses): passes[c] and every row and pair index are within the
+        // extents the caller asserted.
+        unsafe {
+            for c in 0..N {
+                hp[c] = hp[c].add(passes[c] * k);
+                bp[c] = bp[c].add(passes[c] * stride);
+                op[c] = op[c].add(passes[c] * g);
+            }
             for chunk in 0..g / CHUNK {
                 let wc = qp.add(chunk * k * CHUNK);
-                let mut acc = [_mm512_setzero_si512(); 16];
-                for pair in 0..k / 2 {
-                    let x = _mm512_set1_epi32(hp.add(2 * pair).cast::<i32>().read_unaligned());
-                    let wk = wc.add(pair * 2 * CHUNK);
-                    for (r, a) in acc.iter_mut().enumerate() {
-                        let wv = _mm512_loadu_si512(wk.add(32 * r).cast());
-                        *a = _mm512_dpwssd_epi32(*a, x, wv);
+                for rb in 0..CHUNK / (16 * V) {
+                    let mut acc = [[_mm512_setzero_si512(); V]; N];
+                    for pair in 0..k / 2 {
+                        let wk = wc.add(pair * 2 * CHUNK + rb * V * 32);
+                        let mut wv = [_mm512_setzero_si512(); V];
+                        for (v, x) in wv.iter_mut().enumerate() {
+                            *x = _mm512_loadu_si512(wk.add(32 * v).cast());
+                        }
+                        for c in 0..N {
+                            let x = _mm512_set1_epi32(
+                                hp[c].add(2 * pair).cast::<i32>().read_unaligned(),
+                            );
+                            for v in 0..V {
+                                acc[c][v] = _mm512_dpwssd_epi32(acc[c][v], x, wv[v]);
+                            }
+                        }
                     }
-                }
-                for (r, a) in acc.iter().enumerate() {
-                    let o = chunk * CHUNK + 16 * r;
-                    let v = _mm512_fmadd_ps(
-                        _mm512_cvtepi32_ps(*a),
-                        _mm512_loadu_ps(sp.add(o)),
-                        _mm512_loadu_ps(bp.add(o)),
-                    );
-                    _mm512_storeu_ps(op.add(o), v);
+                    for c in 0..N {
+                        for (v, a) in acc[c].iter().enumerate() {
+                            let o = chunk * CHUNK + (rb * V + v) * 16;
+                            let r = _mm512_fmadd_ps(
+                                _mm512_cvtepi32_ps(*a),
+                                _mm512_loadu_ps(sp.add(o)),
+                                _mm512_loadu_ps(bp[c].add(o)),
+                            );
+                            _mm512_storeu_ps(op[c].add(o), r);
+                        }
+                    }
                 }
             }
         }
@@ -428,6 +586,45 @@ mod tests {
         }
     }
 
+    /// The recursive forecast one pass at a time, each pass a horizon-1 forecast on its own.
+    fn one_pass_at_a_time(q: &Quantized, window: &[f32], horizon: usize, vnni: bool) -> Vec<f32> {
+        let mut w = window.to_vec();
+        let mut out = Vec::new();
+        for _ in 0..horizon {
+            let y = q.predict_with(&w, &mut QScratch::default(), vnni);
+            out.push(y);
+            w.rotate_left(1);
+            *w.last_mut().unwrap() = y;
+        }
+        out
+    }
+
+    #[test]
+    fn batched_passes_give_exactly_the_one_at_a_time_forecast() {
+        // Short windows make passes whose every input is a prediction; horizons cross blocks.
+        for (hidden, layers, steps, seed) in [(64, 2, 60, 4), (64, 1, 5, 5), (128, 2, 3, 6)] {
+            let (layout, params) = random_net(hidden, layers, seed, 0.3);
+            let quant = Quantized::build(layout, &params).expect("quantises");
+            let mut rng = SplitMix64(seed + 20);
+            let window: Vec<f32> = (0..steps).map(|_| rng.next_f32()).collect();
+            let mut scratch = QScratch::default();
+            for vnni in [false, true] {
+                if vnni && !supported() {
+                    continue;
+                }
+                for horizon in [0, 1, 2, 7, 8, 9, 17] {
+                    let want = one_pass_at_a_time(&quant, &window, horizon, vnni);
+                    let got = quant.forecast_with(&window, horizon, &mut scratch, vnni);
+                    assert_eq!(
+                        got,
+                        &want[..],
+                        "hidden {hidden}, horizon {horizon}, vnni {vnni}"
+                    );
+                }
+            }
+        }
+    }
+
     #[test]
     fn no_row_can_overflow_int32_whatever_the_weights() {
         let (layout, mut params) = random_net(64, 2, 7, 0.3);
@@ -472,8 +669,8 @@ mod timing {
     use crate::forecast::lstm::infer::{Packed, Scratch};
 
     /// `cargo test --release --lib time_int16_predict -- --ignored --nocapture`: best-of-2000
-    /// times of one 2x64, 60-step prediction on the f32 and the int16 kernel, interleaved so that
-    /// the machine's load hits both alike.
+    /// times of one 2x64, 60-step prediction on the f32 and the int16 kernel, and of a 7-day
+    /// int16 forecast (its passes batched), interleaved so that the machine's load hits all alike.
     #[test]
     #[ignore]
     fn time_int16_predict() {
@@ -489,9 +686,16 @@ mod timing {
                 exact.predict(std::hint::black_box(&window), &mut s)
             });
             let int16_us = best_of(2000, &mut || {
-                quant.predict(std::hint::black_box(&window), &mut qs)
+                quant.forecast(std::hint::black_box(&window), 1, &mut qs)[0]
             });
-            eprintln!("rep {rep}: f32 {f32_us:.1} us, int16 {int16_us:.1} us");
+            let path_us = best_of(500, &mut || {
+                quant.forecast(std::hint::black_box(&window), 7, &mut qs)[6]
+            });
+            eprintln!(
+                "rep {rep}: one step: f32 {f32_us:.1} us, int16 {int16_us:.1} us; \
+                 7-day path: int16 {path_us:.1} us ({:.1} us per step)",
+                path_us / 7.0
+            );
         }
     }
 }
