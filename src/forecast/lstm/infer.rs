@@ -36,7 +36,7 @@ pub(crate) struct Packed {
 #[derive(Clone, Debug)]
 pub(super) struct Ends {
     /// Layer 0's input weights (input size 1), interleaved like a gate row: `[block][gate][unit]`.
-    w_in0: Vec<f32>,
+    pub(super) w_in0: Vec<f32>,
     /// `b_ih + b_hh` per layer, interleaved `[block][gate][unit]`.
     pub(super) bias: Vec<Vec<f32>>,
     fc_w: Vec<f32>,

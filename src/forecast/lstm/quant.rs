@@ -233,8 +233,16 @@ impl Quantized {
         }
         for &p in ready {
             let x = s.seq[b0 + p + done[p]];
-            self.ends
-                .project_input(&[x], &mut s.pre[p * g..(p + 1) * g]);
+            let pre = &mut s.pre[p * g..(p + 1) * g];
+            #[cfg(target_arch = "x86_64")]
+            if vnni {
+                let (w, bias) = (&self.ends.w_in0, &self.ends.bias[0]);
+                assert!(supported() && w.len() == g && bias.len() == g);
+                // SAFETY: AVX-512 F present (asserted); all three slices are `g` long.
+                unsafe { simd::project(x, w, bias, pre) };
+                continue;
+            }
+            self.ends.project_input(&[x], pre);
         }
         for l in 0..self.layers {
             if let Some(w_ih) = &self.w_ih[l] {
@@ -455,6 +463,24 @@ mod simd {
                         }
                     }
                 }
+            }
+        }
+    }
+
+    /// `out = bias + x * w` (multiply, then add: the rounding of `Ends::project_input`), 16
+    /// lanes at a time; the baseline build of that loop was 4-wide SSE, ~3% of a served
+    /// forecast. The caller checked the CPU and that all slices have one length, a multiple of 16.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn project(x: f32, w: &[f32], bias: &[f32], out: &mut [f32]) {
+        let xv = _mm512_set1_ps(x);
+        // SAFETY: i + 16 <= len for all three slices.
+        unsafe {
+            for i in (0..out.len()).step_by(16) {
+                let v = _mm512_add_ps(
+                    _mm512_loadu_ps(bias.as_ptr().add(i)),
+                    _mm512_mul_ps(xv, _mm512_loadu_ps(w.as_ptr().add(i))),
+                );
+                _mm512_storeu_ps(out.as_mut_ptr().add(i), v);
             }
         }
     }
