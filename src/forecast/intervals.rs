@@ -54,6 +54,13 @@ pub struct Calibration {
 }
 
 impl Calibration {
+    /// Whether some horizon of `log_errors` has too few errors for its own band, so that
+    /// [`Calibration::fallback_abs_errors`] is read: only when horizon 1 has, since every longer
+    /// horizon falls back to the nearest shorter measured one first.
+    pub fn needs_fallback(log_errors: &[Vec<f64>]) -> bool {
+        log_errors.first().is_none_or(|e| e.len() < MIN_SAMPLES)
+    }
+
     /// The half-width `q` (log space) of the band at `horizon` for `level`.
     ///
     /// The split-conformal quantile of the `m` absolute errors: the `ceil((m + 1) * level)`-th
@@ -324,6 +331,31 @@ pub(crate) mod tests {
             .iter()
             .map(|v| v.as_f64().expect("a number"))
             .collect()
+    }
+
+    #[test]
+    fn the_fallback_is_read_only_when_horizon_one_lacks_errors() {
+        let measured = |n: usize| (0..n).map(|i| 0.01 * i as f64).collect::<Vec<_>>();
+        let fallback = vec![0.5; 20];
+        for log_errors in [
+            vec![measured(9), measured(3), measured(12)],
+            vec![measured(3), measured(9)],
+            vec![],
+        ] {
+            let with = Calibration {
+                log_errors: log_errors.clone(),
+                fallback_abs_errors: fallback.clone(),
+            };
+            let without = Calibration {
+                log_errors: log_errors.clone(),
+                fallback_abs_errors: Vec::new(),
+            };
+            let same = (1..=7).all(|h| {
+                with.half_width(h, 0.9) == without.half_width(h, 0.9)
+                    && with.mape(h) == without.mape(h)
+            });
+            assert_eq!(same, !Calibration::needs_fallback(&log_errors));
+        }
     }
 
     #[test]

@@ -57,14 +57,20 @@ impl FittedLstm {
 /// measured on the validation tail at each horizon, with `history`'s daily moves as the
 /// fallback where a horizon has too few of them.
 pub fn lstm_calibration(model: &TrainedLstm, history: &[f64]) -> Calibration {
-    // The engine keeps |errors|; their sign only matters for MAPE's asymmetry.
-    let fallback_abs_errors = history
-        .windows(2)
-        .map(|w| (w[1] / w[0]).ln().abs())
-        .filter(|e| e.is_finite())
-        .collect();
+    let log_errors = model.summary().validation_abs_log_errors_by_horizon.clone();
+    // The engine keeps |errors|; their sign only matters for MAPE's asymmetry. Built only when
+    // read: a served forecast otherwise spent ~5 us on the logarithms of a 365-price history.
+    let fallback_abs_errors = if Calibration::needs_fallback(&log_errors) {
+        history
+            .windows(2)
+            .map(|w| (w[1] / w[0]).ln().abs())
+            .filter(|e| e.is_finite())
+            .collect()
+    } else {
+        Vec::new()
+    };
     Calibration {
-        log_errors: model.summary().validation_abs_log_errors_by_horizon.clone(),
+        log_errors,
         fallback_abs_errors,
     }
 }
