@@ -287,19 +287,29 @@ impl Workspace {
                 }
             }
             // Input projection of every time step at once.
-            sgemm(
-                steps * bt,
-                n_in,
-                g,
-                1.0,
-                input,
-                (n_in, 1),
-                &p[lay.w_ih(l)],
-                (1, n_in),
-                1.0,
-                &mut cur.gates,
-                (g, 1),
-            );
+            if n_in == 1 {
+                // A scalar input: an outer product, which matrixmultiply would pack for.
+                let w = &p[lay.w_ih(l)];
+                for (row, &x) in cur.gates.chunks_exact_mut(g).zip(input.iter()) {
+                    for (r, &wv) in row.iter_mut().zip(w) {
+                        *r += x * wv;
+                    }
+                }
+            } else {
+                sgemm(
+                    steps * bt,
+                    n_in,
+                    g,
+                    1.0,
+                    input,
+                    (n_in, 1),
+                    &p[lay.w_ih(l)],
+                    (1, n_in),
+                    1.0,
+                    &mut cur.gates,
+                    (g, 1),
+                );
+            }
             let w_hh_t = &self.w_hh_t[l];
             for t in 0..steps {
                 let gt = &mut cur.gates[t * bg..(t + 1) * bg];
@@ -408,19 +418,34 @@ impl Workspace {
                 Some(prev) => &prev.h,
             };
             let n_in = lay.input_size(l);
-            sgemm(
-                g,
-                steps * bt,
-                n_in,
-                1.0,
-                &self.dgates,
-                (1, g),
-                input,
-                (n_in, 1),
-                1.0,
-                &mut grad[lay.w_ih(l)],
-                (n_in, 1),
-            );
+            if n_in == 1 {
+                // `dgates^T x` for a scalar input: matrixmultiply packed all of `dgates` (1 MB
+                // per 16 windows) to multiply it by a vector.
+                let gw = &mut grad[lay.w_ih(l)];
+                let mut acc = vec![0.0f32; g];
+                for (row, &x) in self.dgates.chunks_exact(g).zip(input.iter()) {
+                    for (a, &d) in acc.iter_mut().zip(row) {
+                        *a += d * x;
+                    }
+                }
+                for (gv, a) in gw.iter_mut().zip(&acc) {
+                    *gv += a;
+                }
+            } else {
+                sgemm(
+                    g,
+                    steps * bt,
+                    n_in,
+                    1.0,
+                    &self.dgates,
+                    (1, g),
+                    input,
+                    (n_in, 1),
+                    1.0,
+                    &mut grad[lay.w_ih(l)],
+                    (n_in, 1),
+                );
+            }
             self.bias_acc.fill(0.0);
             for row in self.dgates.chunks_exact(g) {
                 for (a, d) in self.bias_acc.iter_mut().zip(row) {
