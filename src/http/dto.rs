@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::error::FieldError;
 use super::extract::{Fields, FromJson};
+use super::fastjson::{self, Field};
 use crate::domain::Symbol;
 use crate::forecast::intervals::{banded_path, IntervalForecast, PathPoint, DEFAULT_LEVEL};
 use crate::forecast::lstm_forecaster::lstm_calibration;
@@ -52,7 +53,7 @@ fn default_level() -> f64 {
 
 impl FromJson for PredictRequest {
     fn from_json_fast(bytes: &[u8]) -> Option<Self> {
-        serde_json::from_slice(bytes).ok()
+        Self::scan(bytes).or_else(|| serde_json::from_slice(bytes).ok())
     }
 
     fn from_json(value: &Value) -> Result<Self, Vec<FieldError>> {
@@ -73,6 +74,32 @@ impl FromJson for PredictRequest {
     }
 }
 
+impl PredictRequest {
+    /// The body through [`fastjson`]: the usual shape, each field at most once.
+    fn scan(bytes: &[u8]) -> Option<Self> {
+        let (mut symbol, mut prices) = (None, None);
+        let (mut days, mut model, mut level) = (None, None, None);
+        fastjson::object(bytes, |key, value| {
+            let slot_free = match (key, value) {
+                ("symbol", Field::Str(s)) => symbol.replace(s.to_owned()).is_none(),
+                ("historical_prices", Field::Numbers(v)) => prices.replace(v).is_none(),
+                ("days_ahead", Field::Number(n)) => days.replace(n.integer?).is_none(),
+                ("model", Field::Str(s)) => model.replace(s.to_owned()).is_none(),
+                ("interval_level", Field::Number(n)) => level.replace(n.value).is_none(),
+                _ => false,
+            };
+            slot_free.then_some(())
+        })?;
+        Some(Self {
+            symbol: symbol?,
+            historical_prices: prices?,
+            days_ahead: days.unwrap_or(DEFAULT_DAYS_AHEAD),
+            model: model.unwrap_or_else(default_model),
+            interval_level: level.unwrap_or(DEFAULT_LEVEL),
+        })
+    }
+}
+
 /// `POST /risk-score` body, typed but not yet validated (`Deserialize`: the fast path, as for
 /// [`PredictRequest`]).
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
@@ -85,7 +112,7 @@ pub struct RiskRequest {
 
 impl FromJson for RiskRequest {
     fn from_json_fast(bytes: &[u8]) -> Option<Self> {
-        serde_json::from_slice(bytes).ok()
+        Self::scan(bytes).or_else(|| serde_json::from_slice(bytes).ok())
     }
 
     fn from_json(value: &Value) -> Result<Self, Vec<FieldError>> {
@@ -96,6 +123,25 @@ impl FromJson for RiskRequest {
         Ok(Self {
             symbol: symbol.expect("checked by finish"),
             historical_prices: historical_prices.expect("checked by finish"),
+        })
+    }
+}
+
+impl RiskRequest {
+    /// The body through [`fastjson`]: the usual shape, each field at most once.
+    fn scan(bytes: &[u8]) -> Option<Self> {
+        let (mut symbol, mut prices) = (None, None);
+        fastjson::object(bytes, |key, value| {
+            let slot_free = match (key, value) {
+                ("symbol", Field::Str(s)) => symbol.replace(s.to_owned()).is_none(),
+                ("historical_prices", Field::Numbers(v)) => prices.replace(v).is_none(),
+                _ => false,
+            };
+            slot_free.then_some(())
+        })?;
+        Some(Self {
+            symbol: symbol?,
+            historical_prices: prices?,
         })
     }
 }
@@ -272,6 +318,68 @@ impl RiskResponse {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// Bodies as the benchmark and the old service's clients write them (Python's `json.dumps`
+    /// of real closes), plus every optional field and odd spacing.
+    fn bodies() -> Vec<String> {
+        let csv = include_str!("../../data/prices/BTC.csv");
+        let mut lines = csv.lines();
+        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+        let col = header.iter().position(|h| *h == "close").unwrap();
+        let closes: Vec<String> = lines
+            .map(|l| l.split(',').nth(col).unwrap().to_owned())
+            .collect();
+        let mut out = Vec::new();
+        for (k, w) in closes.chunks(365).enumerate() {
+            let list = w.join(", ");
+            out.push(format!(
+                r#"{{"symbol": "S{k}", "historical_prices": [{list}]}}"#
+            ));
+            out.push(format!(
+                "{{\n \"days_ahead\": {k},\"historical_prices\":[{}] ,\"symbol\":\"x\",\
+                 \"model\": \"theta\", \"interval_level\": 0.{k}5 }}",
+                w.join(",")
+            ));
+        }
+        out
+    }
+
+    #[test]
+    fn the_scanner_reads_bodies_exactly_as_serde_json_does() {
+        for body in bodies() {
+            let scanned = PredictRequest::scan(body.as_bytes()).expect("scans");
+            let serde: PredictRequest = serde_json::from_str(&body).unwrap();
+            assert_eq!(scanned, serde);
+            for (a, b) in scanned
+                .historical_prices
+                .iter()
+                .zip(&serde.historical_prices)
+            {
+                assert_eq!(a.to_bits(), b.to_bits());
+            }
+            if !body.contains("days_ahead") {
+                let risk: RiskRequest = serde_json::from_str(&body).unwrap();
+                assert_eq!(RiskRequest::scan(body.as_bytes()), Some(risk));
+            }
+        }
+    }
+
+    #[test]
+    fn the_scanner_leaves_repeats_unknowns_and_mistypes_to_serde_json() {
+        for body in [
+            r#"{"symbol": "A", "symbol": "B", "historical_prices": [1]}"#,
+            r#"{"symbol": "A", "historical_prices": [1], "extra": 1}"#,
+            r#"{"symbol": "A", "historical_prices": [1], "days_ahead": 7.0}"#,
+            r#"{"symbol": 1, "historical_prices": [1]}"#,
+            r#"{"historical_prices": [1]}"#,
+        ] {
+            assert_eq!(PredictRequest::scan(body.as_bytes()), None, "{body}");
+        }
+        assert_eq!(
+            RiskRequest::scan(br#"{"symbol": "A", "historical_prices": [1], "days_ahead": 7}"#),
+            None
+        );
+    }
 
     #[test]
     fn every_missing_field_is_reported_at_once() {

@@ -10,6 +10,7 @@ pub mod docs;
 pub mod dto;
 pub mod error;
 pub mod extract;
+mod fastjson;
 pub mod limits;
 pub mod logging;
 pub mod metrics;
