@@ -10,12 +10,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 use crate::domain::{Horizon, PriceSeries, Symbol};
 use crate::forecast::lstm;
 use crate::http::dto::PredictResponse;
 use crate::http::error::ApiError;
 use crate::http::server::Application;
+use crate::ops::logwriter::BufferedStderr;
 use crate::registry::{Registry, RegistryConfig};
 use crate::settings::{
     defaults, InferenceSettings, LogFormat, LogSettings, Settings, StoreSettings, TrainingSettings,
@@ -162,28 +164,45 @@ pub struct PredictArgs {
 /// # Errors
 /// Whatever stopped the command, with context.
 pub fn run(cli: Cli) -> anyhow::Result<()> {
-    init_logging(&cli.log)?;
-    match cli.command {
+    let buffered = init_logging(&cli.log)?;
+    let result = match cli.command {
         Command::Serve(settings) => run_serve(*settings),
         Command::Train(args) => run_train(args),
         Command::Predict(args) => run_predict(args),
         Command::Healthcheck(args) => crate::ops::healthcheck::run(&args),
         Command::Backtest(args) => run_backtest(&args),
+    };
+    if let Some(buffered) = buffered {
+        buffered.flush();
     }
+    result
 }
 
-fn init_logging(log: &LogSettings) -> anyhow::Result<()> {
+/// Installs the logger; returns the buffered writer when stderr is not a terminal (see
+/// [`BufferedStderr`]), for the final flush.
+fn init_logging(log: &LogSettings) -> anyhow::Result<Option<BufferedStderr>> {
     let filter = tracing_subscriber::EnvFilter::try_new(&log.log_filter)
         .with_context(|| format!("invalid log filter {:?}", log.log_filter))?;
+    let terminal = std::io::stderr().is_terminal();
+    let buffered = if terminal {
+        None
+    } else {
+        Some(BufferedStderr::with_flusher().context("cannot start the log flusher")?)
+    };
+    let writer = match &buffered {
+        Some(b) => BoxMakeWriter::new(b.clone()),
+        None => BoxMakeWriter::new(std::io::stderr),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_writer(writer)
+        .with_ansi(terminal);
     match log.log_format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     }
-    .map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))
+    .map_err(|e| anyhow::anyhow!("cannot install the logger: {e}"))?;
+    Ok(buffered)
 }
 
 fn run_serve(settings: Settings) -> anyhow::Result<()> {

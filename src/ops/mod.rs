@@ -4,6 +4,7 @@
 //! Nothing here sees HTTP; the routes and middleware that expose these live in [`crate::http`].
 
 pub mod healthcheck;
+pub mod logwriter;
 pub mod memory;
 pub mod metrics;
 pub mod pretrain;
