@@ -77,27 +77,40 @@ impl FromJson for PredictRequest {
 impl PredictRequest {
     /// The body through [`fastjson`]: the usual shape, each field at most once.
     fn scan(bytes: &[u8]) -> Option<Self> {
-        let (mut symbol, mut prices) = (None, None);
         let (mut days, mut model, mut level) = (None, None, None);
-        fastjson::object(bytes, |key, value| {
-            let slot_free = match (key, value) {
-                ("symbol", Field::Str(s)) => symbol.replace(s.to_owned()).is_none(),
-                ("historical_prices", Field::Numbers(v)) => prices.replace(v).is_none(),
-                ("days_ahead", Field::Number(n)) => days.replace(n.integer?).is_none(),
-                ("model", Field::Str(s)) => model.replace(s.to_owned()).is_none(),
-                ("interval_level", Field::Number(n)) => level.replace(n.value).is_none(),
-                _ => false,
-            };
-            slot_free.then_some(())
+        let (symbol, historical_prices) = scan_prices(bytes, |key, value| match (key, value) {
+            ("days_ahead", Field::Number(n)) => Some(days.replace(n.integer?).is_none()),
+            ("model", Field::Str(s)) => Some(model.replace(s.to_owned()).is_none()),
+            ("interval_level", Field::Number(n)) => Some(level.replace(n.value).is_none()),
+            _ => None,
         })?;
         Some(Self {
-            symbol: symbol?,
-            historical_prices: prices?,
+            symbol,
+            historical_prices,
             days_ahead: days.unwrap_or(DEFAULT_DAYS_AHEAD),
             model: model.unwrap_or_else(default_model),
             interval_level: level.unwrap_or(DEFAULT_LEVEL),
         })
     }
+}
+
+/// `symbol` and `historical_prices` of a body read through [`fastjson`]; every other field goes
+/// to `other`, which answers `Some(true)` when it took the field for the first time. `None`
+/// when a field is repeated, unknown or mistyped, or one of the two is missing.
+fn scan_prices<'a>(
+    bytes: &'a [u8],
+    mut other: impl FnMut(&'a str, Field<'a>) -> Option<bool>,
+) -> Option<(String, Vec<f64>)> {
+    let (mut symbol, mut prices) = (None, None);
+    fastjson::object(bytes, |key, value| {
+        let first = match (key, value) {
+            ("symbol", Field::Str(s)) => symbol.replace(s.to_owned()).is_none(),
+            ("historical_prices", Field::Numbers(v)) => prices.replace(v).is_none(),
+            (key, value) => other(key, value)?,
+        };
+        first.then_some(())
+    })?;
+    Some((symbol?, prices?))
 }
 
 /// `POST /risk-score` body, typed but not yet validated (`Deserialize`: the fast path, as for
@@ -130,18 +143,10 @@ impl FromJson for RiskRequest {
 impl RiskRequest {
     /// The body through [`fastjson`]: the usual shape, each field at most once.
     fn scan(bytes: &[u8]) -> Option<Self> {
-        let (mut symbol, mut prices) = (None, None);
-        fastjson::object(bytes, |key, value| {
-            let slot_free = match (key, value) {
-                ("symbol", Field::Str(s)) => symbol.replace(s.to_owned()).is_none(),
-                ("historical_prices", Field::Numbers(v)) => prices.replace(v).is_none(),
-                _ => false,
-            };
-            slot_free.then_some(())
-        })?;
+        let (symbol, historical_prices) = scan_prices(bytes, |_, _| None)?;
         Some(Self {
-            symbol: symbol?,
-            historical_prices: prices?,
+            symbol,
+            historical_prices,
         })
     }
 }

@@ -18,6 +18,34 @@ fn pack_recurrent(layout: Layout, p: &[f32], out: &mut [Panels]) {
     }
 }
 
+/// The input projection of every time step at once: `gates[r] += input[r] * W_ih^T` for the
+/// `rows` rows of `n_in` inputs (`gates` rows are `W_ih`'s row count wide).
+fn project_inputs(rows: usize, n_in: usize, input: &[f32], w_ih: &[f32], gates: &mut [f32]) {
+    let g = w_ih.len() / n_in;
+    if n_in == 1 {
+        // A scalar input (layer 0): an outer product, which matrixmultiply would pack for.
+        for (row, &x) in gates.chunks_exact_mut(g).zip(&input[..rows]) {
+            for (r, &w) in row.iter_mut().zip(w_ih) {
+                *r += x * w;
+            }
+        }
+        return;
+    }
+    sgemm(
+        rows,
+        n_in,
+        g,
+        1.0,
+        input,
+        (n_in, 1),
+        w_ih,
+        (1, n_in),
+        1.0,
+        gates,
+        (g, 1),
+    );
+}
+
 /// Shape of the stacked LSTM plus its linear head (input size 1, output size 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Layout {
@@ -286,30 +314,7 @@ impl Workspace {
                     *r = a + b;
                 }
             }
-            // Input projection of every time step at once.
-            if n_in == 1 {
-                // A scalar input: an outer product, which matrixmultiply would pack for.
-                let w = &p[lay.w_ih(l)];
-                for (row, &x) in cur.gates.chunks_exact_mut(g).zip(input.iter()) {
-                    for (r, &wv) in row.iter_mut().zip(w) {
-                        *r += x * wv;
-                    }
-                }
-            } else {
-                sgemm(
-                    steps * bt,
-                    n_in,
-                    g,
-                    1.0,
-                    input,
-                    (n_in, 1),
-                    &p[lay.w_ih(l)],
-                    (1, n_in),
-                    1.0,
-                    &mut cur.gates,
-                    (g, 1),
-                );
-            }
+            project_inputs(steps * bt, n_in, input, &p[lay.w_ih(l)], &mut cur.gates);
             let w_hh_t = &self.w_hh_t[l];
             for t in 0..steps {
                 let gt = &mut cur.gates[t * bg..(t + 1) * bg];
@@ -545,19 +550,7 @@ impl Predictor {
                     *r = a + b;
                 }
             }
-            sgemm(
-                steps * n,
-                n_in,
-                g,
-                1.0,
-                input,
-                (n_in, 1),
-                &p[lay.w_ih(l)],
-                (1, n_in),
-                1.0,
-                gates,
-                (g, 1),
-            );
+            project_inputs(steps * n, n_in, input, &p[lay.w_ih(l)], gates);
             let w_hh_t = &self.w_hh_t[l];
             for t in 0..steps {
                 let gt = &mut gates[t * bg..(t + 1) * bg];
