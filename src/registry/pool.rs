@@ -1,7 +1,7 @@
 //! The forecast pool: one thread per core runs cached forecasts to completion, first come first
 //! served.
 //!
-//! A cached LSTM forecast is ~0.5 ms of CPU on a model of its own (100 KB of weights). On
+//! A cached LSTM forecast is 0.3-0.5 ms of CPU on a model of its own (100 KB of weights). On
 //! tokio's blocking pool every concurrent request got a thread of its own: 32 connections meant
 //! 32 runnable threads on 2 cores, which the kernel time-sliced, so every switch refilled L1/L2
 //! with another model's weights, and the slicing spread latencies (p99 three times p50).
