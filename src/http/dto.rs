@@ -19,9 +19,10 @@ pub const DEFAULT_MODEL: &str = "lstm";
 
 /// `POST /predict` body, typed but not yet validated.
 ///
-/// `Deserialize` is the fast path for well-formed bodies ([`FromJson::from_json_fast`]):
-/// absent fields take their defaults; `null`, a mistyped value or a repeated field fails it,
-/// and such a body takes `from_json`, which reports the error or takes the last repeat.
+/// Well-formed bodies take a fast path ([`FromJson::from_json_fast`]): the [`fastjson`] scanner
+/// for the usual shape, else `Deserialize`. Absent fields take their defaults; `null`, a
+/// mistyped value or a repeated field fails both, and such a body takes `from_json`, which
+/// reports the error or takes the last repeat.
 #[derive(Clone, Debug, PartialEq, serde::Deserialize)]
 pub struct PredictRequest {
     /// Raw symbol.
