@@ -4,9 +4,9 @@
 //!
 //! Written straight to stderr, that line cost a `write` system call per request, 4% of all CPU
 //! samples under a `/risk-score` load (perf, wrk on the same two cores); buffered, 0.3%, the
-//! call being paid once per few hundred lines. The price is that
-//! a process killed outright (SIGKILL, abort) loses at most the last 100 ms of info lines;
-//! warnings and errors are never held back. On a terminal lines are written at once as before.
+//! call being paid once per few hundred lines. The price is that a process killed outright
+//! (SIGKILL, abort) loses at most the last 100 ms of info lines; warnings and errors are never
+//! held back. On a terminal lines are written at once as before.
 
 use std::io::{self, Write};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

@@ -46,6 +46,40 @@ fn project_inputs(rows: usize, n_in: usize, input: &[f32], w_ih: &[f32], gates: 
     );
 }
 
+/// The input-weight gradient of every time step at once: `grad_w += dgates^T input` over the
+/// `rows` rows of `dgates` (`W_ih`'s row count wide) and of `input` (`n_in` wide); the
+/// backward twin of [`project_inputs`].
+fn input_weight_grad(rows: usize, n_in: usize, dgates: &[f32], input: &[f32], grad_w: &mut [f32]) {
+    let g = grad_w.len() / n_in;
+    if n_in == 1 {
+        // A scalar input (layer 0): a matrix-vector product, for which matrixmultiply packed
+        // all of `dgates` (1 MB per 16 windows).
+        let mut acc = vec![0.0f32; g];
+        for (row, &x) in dgates.chunks_exact(g).zip(&input[..rows]) {
+            for (a, &d) in acc.iter_mut().zip(row) {
+                *a += d * x;
+            }
+        }
+        for (gv, a) in grad_w.iter_mut().zip(&acc) {
+            *gv += a;
+        }
+        return;
+    }
+    sgemm(
+        g,
+        rows,
+        n_in,
+        1.0,
+        dgates,
+        (1, g),
+        input,
+        (n_in, 1),
+        1.0,
+        grad_w,
+        (n_in, 1),
+    );
+}
+
 /// Shape of the stacked LSTM plus its linear head (input size 1, output size 1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Layout {
@@ -423,34 +457,13 @@ impl Workspace {
                 Some(prev) => &prev.h,
             };
             let n_in = lay.input_size(l);
-            if n_in == 1 {
-                // `dgates^T x` for a scalar input: matrixmultiply packed all of `dgates` (1 MB
-                // per 16 windows) to multiply it by a vector.
-                let gw = &mut grad[lay.w_ih(l)];
-                let mut acc = vec![0.0f32; g];
-                for (row, &x) in self.dgates.chunks_exact(g).zip(input.iter()) {
-                    for (a, &d) in acc.iter_mut().zip(row) {
-                        *a += d * x;
-                    }
-                }
-                for (gv, a) in gw.iter_mut().zip(&acc) {
-                    *gv += a;
-                }
-            } else {
-                sgemm(
-                    g,
-                    steps * bt,
-                    n_in,
-                    1.0,
-                    &self.dgates,
-                    (1, g),
-                    input,
-                    (n_in, 1),
-                    1.0,
-                    &mut grad[lay.w_ih(l)],
-                    (n_in, 1),
-                );
-            }
+            input_weight_grad(
+                steps * bt,
+                n_in,
+                &self.dgates,
+                input,
+                &mut grad[lay.w_ih(l)],
+            );
             self.bias_acc.fill(0.0);
             for row in self.dgates.chunks_exact(g) {
                 for (a, d) in self.bias_acc.iter_mut().zip(row) {
