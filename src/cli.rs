@@ -18,7 +18,7 @@ use crate::http::dto::PredictResponse;
 use crate::http::error::ApiError;
 use crate::http::server::Application;
 use crate::ops::logwriter::BufferedStderr;
-use crate::registry::{Registry, RegistryConfig};
+use crate::registry::{Registry, RegistryConfig, TrainingPermission};
 use crate::settings::{
     defaults, InferenceSettings, LogFormat, LogSettings, Settings, StoreSettings, TrainingSettings,
 };
@@ -321,7 +321,8 @@ fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let history = series.clone();
-    let forecast = runtime.block_on(registry.forecast(&symbol, series, horizon));
+    let forecast =
+        runtime.block_on(registry.forecast(&symbol, series, horizon, TrainingPermission::Granted));
     let forecast = match forecast {
         Ok(f) => f,
         // The same text the HTTP API answers.

@@ -6,7 +6,13 @@
 //!   is spawned, so a client that disconnects does not cancel the others' training;
 //! - **off the runtime**: training and file I/O run on the blocking pool, never on async workers;
 //! - **bounded**: at most `max_concurrent` trainings run and at most `queue` more wait; beyond
-//!   that [`RegistryError::Overloaded`] asks the client to retry later.
+//!   that [`RegistryError::Overloaded`] asks the client to retry later;
+//! - **nobody waits, nothing queues**: an on-demand training still waiting for a slot when
+//!   every request that wanted it has gone is cancelled ([`RegistryError::Abandoned`]), so
+//!   clients that give up cannot keep the queue full; one already running finishes and is
+//!   stored, and the next request for the symbol is served from it;
+//! - **permission**: a request trains from its own prices only with a
+//!   [`TrainingPermission::Granted`] (the server's `TRAINING_MODE` decides).
 //!
 //! Explicit retraining, fine-tuning and warm-up live in the `tuning` submodule.
 
@@ -65,6 +71,35 @@ pub enum RegistryError {
     /// A blocking task panicked or was cancelled.
     #[error("background task failed: {0}")]
     TaskFailed(String),
+    /// No stored model, and this request may not train one from its prices.
+    #[error("no model for {symbol}, and on-demand training is refused: {refusal:?}")]
+    TrainingRefused {
+        symbol: Symbol,
+        refusal: TrainingRefusal,
+    },
+    /// A queued training was cancelled because every request waiting for it went away.
+    #[error("the training was cancelled: nobody waits for it any more")]
+    Abandoned,
+}
+
+/// Whether a request may train a model from the prices it brings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrainingPermission {
+    /// It may.
+    Granted,
+    /// It may not, for this reason.
+    Refused(TrainingRefusal),
+}
+
+/// Why a request may not train from its own prices (`TRAINING_MODE`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TrainingRefusal {
+    /// `TRAINING_MODE=off`: models come from the store (pretraining, `POST .../train`) only.
+    Disabled,
+    /// `TRAINING_MODE=authenticated` and the request carries no API key.
+    MissingKey,
+    /// `TRAINING_MODE=authenticated` and the request's API key is wrong.
+    WrongKey,
 }
 
 /// How the registry is sized and what it trains.
@@ -149,7 +184,9 @@ pub struct Registry {
     config: RegistryConfig,
     store: Arc<dyn ModelStore>,
     cache: Mutex<LruCache<ModelKey, Arc<TrainedLstm>>>,
-    inflight: Mutex<HashMap<ModelKey, watch::Receiver<Option<Outcome>>>>,
+    /// One sender per load-or-train task; every waiting request holds one of its receivers,
+    /// so the task can tell when nobody waits any more.
+    inflight: Mutex<HashMap<ModelKey, Arc<watch::Sender<Option<Outcome>>>>>,
     run_slots: Arc<Semaphore>,
     admissions: Arc<Semaphore>,
     counters: Counters,
@@ -211,6 +248,29 @@ impl Registry {
         lock(&self.cache).peek(&self.key(symbol)).cloned()
     }
 
+    /// Every symbol with a model of this version, sorted, each with whether it is in memory
+    /// (else it is only stored). The store is read off the runtime.
+    ///
+    /// # Errors
+    /// [`RegistryError::Store`] when the store cannot be listed.
+    pub async fn listing(&self) -> Result<Vec<(Symbol, bool)>, RegistryError> {
+        let loaded: Vec<Symbol> = lock(&self.cache)
+            .iter()
+            .filter(|(k, _)| k.version == self.config.version)
+            .map(|(k, _)| k.symbol.clone())
+            .collect();
+        let store = Arc::clone(&self.store);
+        let version = self.config.version.clone();
+        let stored = tokio::task::spawn_blocking(move || store.list(&version))
+            .await
+            .map_err(|e| RegistryError::TaskFailed(e.to_string()))?
+            .map_err(|e| RegistryError::Store(Arc::new(e)))?;
+        let mut all: std::collections::BTreeMap<Symbol, bool> =
+            stored.into_iter().map(|s| (s, false)).collect();
+        all.extend(loaded.into_iter().map(|s| (s, true)));
+        Ok(all.into_iter().collect())
+    }
+
     /// Drops `symbol`'s model from memory; `true` if it was there.
     pub fn unload(&self, symbol: &Symbol) -> bool {
         lock(&self.cache).pop(&self.key(symbol)).is_some()
@@ -260,6 +320,7 @@ impl Registry {
         symbol: &Symbol,
         prices: PriceSeries,
         horizon: Horizon,
+        permission: TrainingPermission,
     ) -> Result<Forecast, RegistryError> {
         let Some(current_price) = prices
             .last()
@@ -271,7 +332,9 @@ impl Registry {
             });
         };
         let prices: Arc<[f64]> = prices.into_inner().into();
-        let model = self.model_for(symbol, Arc::clone(&prices)).await?;
+        let model = self
+            .model_for(symbol, Arc::clone(&prices), permission)
+            .await?;
         let m = Arc::clone(&model);
         let precision = self.config.precision;
         let path = self
@@ -299,14 +362,23 @@ impl Registry {
     }
 
     /// `symbol`'s model: from memory, else from the store, else trained on `prices` (at least
-    /// [`MIN_TRAINING_PRICES`]). Concurrent calls for one symbol share one load-or-train task.
+    /// [`MIN_TRAINING_PRICES`]) when `permission` allows. Concurrent calls for one symbol
+    /// share one load-or-train task; the task is cancelled while it waits for a training slot
+    /// once none of them waits any more.
     ///
     /// # Errors
-    /// [`RegistryError::NoModel`], [`RegistryError::Overloaded`],
-    /// [`RegistryError::Degenerate`], [`RegistryError::Training`], [`RegistryError::Store`],
-    /// [`RegistryError::TaskFailed`].
-    pub async fn model_for(self: &Arc<Self>, symbol: &Symbol, prices: Arc<[f64]>) -> Outcome {
+    /// [`RegistryError::NoModel`], [`RegistryError::TrainingRefused`],
+    /// [`RegistryError::Overloaded`], [`RegistryError::Degenerate`],
+    /// [`RegistryError::Training`], [`RegistryError::Store`], [`RegistryError::TaskFailed`].
+    pub async fn model_for(
+        self: &Arc<Self>,
+        symbol: &Symbol,
+        prices: Arc<[f64]>,
+        permission: TrainingPermission,
+    ) -> Outcome {
         let key = self.key(symbol);
+        let can_train =
+            prices.len() >= MIN_TRAINING_PRICES && permission == TrainingPermission::Granted;
         loop {
             let (mut rx, leader) = {
                 let mut inflight = lock(&self.inflight);
@@ -321,10 +393,11 @@ impl Registry {
                 }
                 self.metrics.cache.inc(&["miss"]);
                 match inflight.get(&key) {
-                    Some(rx) => (rx.clone(), false),
+                    Some(tx) => (tx.subscribe(), false),
                     None => {
                         let (tx, rx) = watch::channel(None);
-                        inflight.insert(key.clone(), rx.clone());
+                        let tx = Arc::new(tx);
+                        inflight.insert(key.clone(), Arc::clone(&tx));
                         let this = Arc::clone(self);
                         let (key, prices) = (key.clone(), Arc::clone(&prices));
                         tokio::spawn(async move {
@@ -332,12 +405,12 @@ impl Registry {
                                 registry: &this,
                                 key: &key,
                             };
-                            let outcome = this.load_or_train(&key, prices).await;
+                            let outcome = this.load_or_train(&key, prices, permission, &tx).await;
                             if let Ok(model) = &outcome {
                                 lock(&this.cache).put(key.clone(), Arc::clone(model));
                             }
                             drop(guard);
-                            let _ = tx.send(Some(outcome));
+                            tx.send_replace(Some(outcome));
                         });
                         (rx, true)
                     }
@@ -350,15 +423,24 @@ impl Registry {
                 )),
             };
             match outcome {
-                // The leader had too few prices to train, but this caller has enough: go again.
-                Err(RegistryError::NoModel { .. })
-                    if !leader && prices.len() >= MIN_TRAINING_PRICES => {}
+                // The leader could not train (too few prices, no permission), but this caller
+                // can: go again.
+                Err(RegistryError::NoModel { .. } | RegistryError::TrainingRefused { .. })
+                    if !leader && can_train => {}
+                // Everyone else gave up on that task just as this caller joined it.
+                Err(RegistryError::Abandoned) if !leader => {}
                 other => return other,
             }
         }
     }
 
-    async fn load_or_train(self: &Arc<Self>, key: &ModelKey, prices: Arc<[f64]>) -> Outcome {
+    async fn load_or_train(
+        self: &Arc<Self>,
+        key: &ModelKey,
+        prices: Arc<[f64]>,
+        permission: TrainingPermission,
+        waiters: &watch::Sender<Option<Outcome>>,
+    ) -> Outcome {
         let symbol = &key.symbol;
         let store = Arc::clone(&self.store);
         let k = key.clone();
@@ -380,8 +462,16 @@ impl Registry {
                 got: prices.len(),
             });
         }
-        let result = self.train(key, prices).await;
-        if matches!(&result, Err(e) if !matches!(e, RegistryError::Overloaded { .. })) {
+        if let TrainingPermission::Refused(refusal) = permission {
+            return Err(RegistryError::TrainingRefused {
+                symbol: symbol.clone(),
+                refusal,
+            });
+        }
+        let job: TrainingJob = Box::new(move |sym, config| train_checked(sym, config, &prices));
+        let result = self.run_training(key, "train", job, Some(waiters)).await;
+        if matches!(&result, Err(e) if !matches!(e, RegistryError::Overloaded { .. } | RegistryError::Abandoned))
+        {
             self.counters
                 .trainings_failed_total
                 .fetch_add(1, Ordering::Relaxed);
@@ -392,15 +482,17 @@ impl Registry {
     /// Trains in the bounded pool, checks the model is finite, stores it.
     async fn train(self: &Arc<Self>, key: &ModelKey, prices: Arc<[f64]>) -> Outcome {
         let job: TrainingJob = Box::new(move |sym, config| train_checked(sym, config, &prices));
-        self.run_training(key, "train", job).await
+        self.run_training(key, "train", job, None).await
     }
 
-    /// Runs `job` (of metrics kind `kind`) in the bounded pool and stores its model.
+    /// Runs `job` (of metrics kind `kind`) in the bounded pool and stores its model. With
+    /// `waiters`, the job is dropped while it waits for a slot if all their receivers go.
     async fn run_training(
         self: &Arc<Self>,
         key: &ModelKey,
         kind: &'static str,
         job: TrainingJob,
+        waiters: Option<&watch::Sender<Option<Outcome>>>,
     ) -> Outcome {
         let symbol = key.symbol.clone();
         let Ok(admission) = Arc::clone(&self.admissions).try_acquire_owned() else {
@@ -415,10 +507,23 @@ impl Registry {
         self.counters
             .trainings_waiting
             .fetch_add(1, Ordering::Relaxed);
-        let slot = Arc::clone(&self.run_slots).acquire_owned().await;
+        let acquire = Arc::clone(&self.run_slots).acquire_owned();
+        let slot = match waiters {
+            Some(waiters) => tokio::select! {
+                slot = acquire => Some(slot),
+                () = waiters.closed() => None,
+            },
+            None => Some(acquire.await),
+        };
         self.counters
             .trainings_waiting
             .fetch_sub(1, Ordering::Relaxed);
+        let Some(slot) = slot else {
+            drop(admission);
+            self.metrics.trainings.inc(&[kind, "abandoned"]);
+            tracing::info!(%symbol, kind, "queued training cancelled: nobody waits for it");
+            return Err(RegistryError::Abandoned);
+        };
         let slot = slot.map_err(|e| RegistryError::TaskFailed(e.to_string()))?;
         self.counters
             .trainings_total

@@ -3,7 +3,7 @@
 //! reads the environment.
 
 use std::net::IpAddr;
-use std::num::NonZeroUsize;
+use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
 
 use crate::domain::ModelVersion;
@@ -36,6 +36,15 @@ pub mod defaults {
     pub const TRAINING_QUEUE: usize = 16;
     /// `MODEL_CACHE_SIZE`: models kept in memory (about 0.2 MB each).
     pub const MODEL_CACHE_SIZE: usize = 256;
+    /// `MAX_CONNECTIONS`: open client connections; one more is answered 503 and closed. The
+    /// soft file limit is raised to fit at start-up (it is often 1,024).
+    pub const MAX_CONNECTIONS: usize = 1000;
+    /// `HEADER_READ_TIMEOUT_SECS`: time for a request's headers to arrive, counted from when the
+    /// connection is ready for one, so also the idle time a keep-alive connection is kept.
+    pub const HEADER_READ_TIMEOUT_SECS: u64 = 10;
+    /// `BODY_READ_TIMEOUT_SECS`: time for a whole request body to arrive (1 MiB at 100 KB/s
+    /// takes 10 s).
+    pub const BODY_READ_TIMEOUT_SECS: u64 = 20;
 }
 
 /// How log lines are written to stderr.
@@ -129,9 +138,21 @@ pub struct Settings {
     /// Most prices accepted in one request (more: 400).
     #[arg(long, env = "MAX_PRICES", default_value_t = nz(defaults::MAX_PRICES))]
     pub max_prices: NonZeroUsize,
-    /// Largest accepted request body in bytes (more: 413).
+    /// Largest accepted request body in bytes (more: 413, at once when the declared
+    /// Content-Length says so).
     #[arg(long, env = "BODY_LIMIT_BYTES", default_value_t = nz(defaults::BODY_LIMIT_BYTES))]
     pub body_limit_bytes: NonZeroUsize,
+    /// Most open client connections; beyond, a new one is answered 503 with Retry-After and
+    /// closed.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = nz(defaults::MAX_CONNECTIONS))]
+    pub max_connections: NonZeroUsize,
+    /// Seconds for a request's headers to arrive (also the keep-alive idle time); a connection
+    /// that sends none in time is closed.
+    #[arg(long, env = "HEADER_READ_TIMEOUT_SECS", default_value_t = nz64(defaults::HEADER_READ_TIMEOUT_SECS))]
+    pub header_read_timeout_secs: NonZeroU64,
+    /// Seconds for a whole request body to arrive (beyond: 408).
+    #[arg(long, env = "BODY_READ_TIMEOUT_SECS", default_value_t = nz64(defaults::BODY_READ_TIMEOUT_SECS))]
+    pub body_read_timeout_secs: NonZeroU64,
     /// Trainings that may run at once.
     #[arg(long, env = "MAX_CONCURRENT_TRAININGS", default_value_t = nz(defaults::MAX_CONCURRENT_TRAININGS))]
     pub max_concurrent_trainings: NonZeroUsize,
@@ -145,15 +166,52 @@ pub struct Settings {
     #[command(flatten)]
     pub inference: InferenceSettings,
     /// Database URL; accepted for compatibility with the old service's configuration, unused.
-    #[arg(long, env = "DATABASE_URL")]
-    pub database_url: Option<String>,
+    /// Never printed (it may hold a password): not by `--help`, logs, `/health` or errors.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<Secret>,
     /// Warm-up, retraining, batch, access control, CORS and timeouts.
     #[command(flatten)]
     pub ops: crate::ops::settings::OpsSettings,
 }
 
+/// A setting that must never be printed, such as a URL with a password: `Debug` and `Display`
+/// show `<redacted>`; [`Secret::expose`] is the one way to read it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The secret value, for the code that connects with it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 fn nz(n: usize) -> NonZeroUsize {
     NonZeroUsize::new(n).expect("defaults are non-zero")
+}
+
+fn nz64(n: u64) -> NonZeroU64 {
+    NonZeroU64::new(n).expect("defaults are non-zero")
 }
 
 impl Default for StoreSettings {
@@ -186,6 +244,9 @@ impl Default for Settings {
             max_days_ahead: nz(defaults::MAX_DAYS_AHEAD),
             max_prices: nz(defaults::MAX_PRICES),
             body_limit_bytes: nz(defaults::BODY_LIMIT_BYTES),
+            max_connections: nz(defaults::MAX_CONNECTIONS),
+            header_read_timeout_secs: nz64(defaults::HEADER_READ_TIMEOUT_SECS),
+            body_read_timeout_secs: nz64(defaults::BODY_READ_TIMEOUT_SECS),
             max_concurrent_trainings: nz(defaults::MAX_CONCURRENT_TRAININGS),
             training_queue: defaults::TRAINING_QUEUE,
             model_cache_size: nz(defaults::MODEL_CACHE_SIZE),
@@ -229,6 +290,25 @@ mod tests {
         assert_eq!(parsed.max_days_ahead, default.max_days_ahead);
         assert_eq!(parsed.model_cache_size, default.model_cache_size);
         assert_eq!(parsed.training_queue, default.training_queue);
+    }
+
+    #[test]
+    fn secrets_are_never_printed() {
+        let settings = Probe::parse_from([
+            "probe",
+            "--database-url",
+            "postgres://app:hunter2@db/prices",
+        ])
+        .settings;
+        let url = settings.database_url.as_ref().unwrap();
+        assert_eq!(url.expose(), "postgres://app:hunter2@db/prices");
+        for shown in [
+            format!("{settings:?}"),
+            format!("{url}"),
+            format!("{url:?}"),
+        ] {
+            assert!(!shown.contains("hunter2"), "{shown}");
+        }
     }
 
     #[test]

@@ -78,6 +78,12 @@ pub trait ModelStore: Send + Sync {
         let _ = (symbol, version);
         None
     }
+
+    /// The symbols with a stored model of `version` (not verified; `load` does that).
+    ///
+    /// # Errors
+    /// [`StoreError::Io`] when the store cannot be listed.
+    fn list(&self, version: &ModelVersion) -> Result<Vec<Symbol>, StoreError>;
 }
 
 /// The sidecar JSON next to the weights.
@@ -253,6 +259,23 @@ impl ModelStore for FsModelStore {
         let sidecar: CreatedAt = serde_json::from_slice(&text).ok()?;
         let at = chrono::DateTime::parse_from_rfc3339(&sidecar.created_at).ok()?;
         Some(SystemTime::from(at.with_timezone(&chrono::Utc)))
+    }
+
+    fn list(&self, version: &ModelVersion) -> Result<Vec<Symbol>, StoreError> {
+        let entries = fs::read_dir(&self.dir).map_err(|source| StoreError::Io {
+            op: "list",
+            path: self.dir.clone(),
+            source,
+        })?;
+        let suffix = format!("_{version}.json");
+        let mut symbols: Vec<Symbol> = entries
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter_map(|name| Symbol::parse(name.strip_suffix(&suffix)?).ok())
+            // `Symbol::parse` upper-cases: keep only names the store itself writes.
+            .filter(|symbol| self.sidecar_path(symbol, version).exists())
+            .collect();
+        symbols.sort();
+        Ok(symbols)
     }
 
     fn purge(&self, symbol: &Symbol, version: &ModelVersion) -> Result<bool, StoreError> {

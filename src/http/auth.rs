@@ -1,30 +1,116 @@
 //! Access control: when `API_KEYS` is set, the routes that change models (train, update, and
 //! `DELETE /models/{symbol}?purge=true`) need `Authorization: Bearer <key>`: 401 without one,
-//! 403 with a wrong one. Reads, predictions and plain unloading stay open.
+//! 403 with a wrong one. Reads, predictions and plain unloading stay open; on-demand training
+//! from request data follows `TRAINING_MODE` (see [`crate::ops::settings::TrainingMode`]).
+//!
+//! The decision is taken by the handler, from the same parsed and typed request it acts on
+//! ([`RequireKey`] for train and update, [`check_key`] once `purge` is parsed), never from the
+//! raw URI: a key check that read the raw query string let `?%70urge=true` through while the
+//! handler decoded it and purged.
 //!
 //! Keys are compared by their SHA-256 digests with a constant-time equality, so neither the
 //! length nor the content of a key leaks through timing.
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, Method};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
 use sha2::{Digest, Sha256};
 
 use super::ops::OpsError;
 use super::AppState;
+use crate::ops::settings::TrainingMode;
+use crate::registry::{TrainingPermission, TrainingRefusal};
 
-/// Whether a request needs a key: `method` on the route template `route` with `query`.
-pub fn is_protected(method: &Method, route: &str, query: Option<&str>) -> bool {
-    match (method, route) {
-        (&Method::POST, "/models/{symbol}/train" | "/models/{symbol}/update") => true,
-        (&Method::DELETE, "/models/{symbol}") => query.is_some_and(|q| {
-            q.split('&').any(|pair| {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                k == "purge" && !matches!(v.to_ascii_lowercase().as_str(), "false" | "0" | "no")
+/// What a request's `Authorization` header proves against `API_KEYS`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyStatus {
+    /// `API_KEYS` is unset: every request is as good as authenticated.
+    Open,
+    /// A key of `API_KEYS` was sent.
+    Valid,
+    /// No bearer key was sent.
+    Missing,
+    /// A bearer key was sent that is not in `API_KEYS`.
+    Wrong,
+}
+
+impl KeyStatus {
+    /// The status of `headers` under the server's keys.
+    pub fn of(state: &AppState, headers: &HeaderMap) -> Self {
+        let Some(keys) = &state.ops.api_keys else {
+            return Self::Open;
+        };
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
             })
-        }),
-        _ => false,
+            .filter(|t| !t.is_empty());
+        let Some(token) = token else {
+            return Self::Missing;
+        };
+        // Every key is compared, so the time does not say which one matched.
+        let valid = keys.0.iter().fold(false, |ok, key| {
+            constant_time_eq(key.as_bytes(), token.as_bytes()) | ok
+        });
+        if valid {
+            Self::Valid
+        } else {
+            tracing::warn!("rejected a wrong API key");
+            Self::Wrong
+        }
+    }
+
+    /// `Ok` when the request may change models, else the 401 or 403 to answer.
+    ///
+    /// # Errors
+    /// [`OpsError::Unauthorized`] without a key, [`OpsError::Forbidden`] with a wrong one.
+    pub fn require(self) -> Result<(), OpsError> {
+        match self {
+            Self::Open | Self::Valid => Ok(()),
+            Self::Missing => Err(OpsError::Unauthorized),
+            Self::Wrong => Err(OpsError::Forbidden),
+        }
+    }
+}
+
+/// Whether a request with `headers` may train a model from its own prices under the server's
+/// `TRAINING_MODE`.
+pub fn training_permission(state: &AppState, headers: &HeaderMap) -> TrainingPermission {
+    match state.ops.training_mode {
+        TrainingMode::Open => TrainingPermission::Granted,
+        TrainingMode::Off => TrainingPermission::Refused(TrainingRefusal::Disabled),
+        TrainingMode::Authenticated => match KeyStatus::of(state, headers) {
+            KeyStatus::Valid => TrainingPermission::Granted,
+            KeyStatus::Wrong => TrainingPermission::Refused(TrainingRefusal::WrongKey),
+            // Start-up refuses `authenticated` without keys; should it happen, nobody trains.
+            KeyStatus::Missing | KeyStatus::Open => {
+                TrainingPermission::Refused(TrainingRefusal::MissingKey)
+            }
+        },
+    }
+}
+
+/// Checks that `headers` carry a valid key when `API_KEYS` is set.
+///
+/// # Errors
+/// As [`KeyStatus::require`].
+pub fn check_key(state: &AppState, headers: &HeaderMap) -> Result<(), OpsError> {
+    KeyStatus::of(state, headers).require()
+}
+
+/// Extractor of the handlers that always change models: rejects the request (401/403) before
+/// its body is read unless it carries a valid key.
+#[derive(Clone, Copy, Debug)]
+pub struct RequireKey;
+
+impl FromRequestParts<AppState> for RequireKey {
+    type Rejection = OpsError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, OpsError> {
+        check_key(state, &parts.headers).map(|()| Self)
     }
 }
 
@@ -37,73 +123,9 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         == 0
 }
 
-/// Middleware enforcing `API_KEYS` on the protected routes.
-pub async fn authorize(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(keys) = &state.ops.api_keys else {
-        return next.run(request).await;
-    };
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned());
-    let protected = route
-        .as_deref()
-        .is_some_and(|r| is_protected(request.method(), r, request.uri().query()));
-    if !protected {
-        return next.run(request).await;
-    }
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            let (scheme, token) = v.trim().split_once(' ')?;
-            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-        });
-    let Some(token) = token.filter(|t| !t.is_empty()) else {
-        return OpsError::Unauthorized.into_response();
-    };
-    // Every key is compared, so the time does not say which one matched.
-    let valid = keys.0.iter().fold(false, |ok, key| {
-        constant_time_eq(key.as_bytes(), token.as_bytes()) | ok
-    });
-    if !valid {
-        tracing::warn!(
-            route = route.as_deref().unwrap_or("-"),
-            "rejected a wrong API key"
-        );
-        return OpsError::Forbidden.into_response();
-    }
-    next.run(request).await
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_train_update_and_purge_are_protected() {
-        assert!(is_protected(&Method::POST, "/models/{symbol}/train", None));
-        assert!(is_protected(&Method::POST, "/models/{symbol}/update", None));
-        assert!(is_protected(
-            &Method::DELETE,
-            "/models/{symbol}",
-            Some("purge=true")
-        ));
-        assert!(is_protected(
-            &Method::DELETE,
-            "/models/{symbol}",
-            Some("a=1&purge=TRUE")
-        ));
-        assert!(!is_protected(
-            &Method::DELETE,
-            "/models/{symbol}",
-            Some("purge=false")
-        ));
-        assert!(!is_protected(&Method::DELETE, "/models/{symbol}", None));
-        assert!(!is_protected(&Method::POST, "/predict", None));
-        assert!(!is_protected(&Method::GET, "/models/{symbol}", None));
-    }
 
     #[test]
     fn keys_compare_equal_only_when_identical() {

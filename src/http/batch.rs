@@ -7,10 +7,12 @@
 //! or training through the registry's single flight.
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
+use super::auth::training_permission;
 use super::dto::PredictRequest;
 use super::error::{ApiError, FieldError};
 use super::extract::{ApiJson, FromJson};
@@ -18,6 +20,7 @@ use super::ops::OpsError;
 use super::predict::predict;
 use super::AppState;
 use crate::domain::Symbol;
+use crate::registry::TrainingPermission;
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -57,6 +60,7 @@ impl FromJson for BatchRequest {
 
 async fn predict_batch(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiJson(batch): ApiJson<BatchRequest>,
 ) -> Result<Json<Value>, OpsError> {
     let max = state.ops.max_batch_size;
@@ -66,28 +70,37 @@ async fn predict_batch(
             max,
         });
     }
-    let tasks: Vec<_> = batch
-        .requests
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let state = state.clone();
-            tokio::spawn(async move { answer_item(&state, i, &item).await })
-        })
-        .collect();
-    let mut results = Vec::with_capacity(tasks.len());
-    for task in tasks {
-        results.push(task.await.unwrap_or_else(|e| {
-            item_error(
-                Value::Null,
-                &ApiError::Internal(format!("batch item task failed: {e}")),
-            )
-        }));
+    let permission = training_permission(&state, &headers);
+    // A JoinSet aborts its tasks when dropped: a client that goes away takes its items with it,
+    // so their queued trainings are cancelled like a single request's.
+    let mut tasks = tokio::task::JoinSet::new();
+    let n = batch.requests.len();
+    for (i, item) in batch.requests.into_iter().enumerate() {
+        let state = state.clone();
+        tasks.spawn(async move { (i, answer_item(&state, i, &item, permission).await) });
+    }
+    let mut results = vec![Value::Null; n];
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((i, answer)) => results[i] = answer,
+            Err(e) => tracing::error!(error = %e, "batch item task failed"),
+        }
+    }
+    for slot in results.iter_mut().filter(|r| r.is_null()) {
+        *slot = item_error(
+            Value::Null,
+            &ApiError::Internal("batch item task failed".into()),
+        );
     }
     Ok(Json(json!({ "results": results })))
 }
 
-async fn answer_item(state: &AppState, index: usize, item: &Value) -> Value {
+async fn answer_item(
+    state: &AppState,
+    index: usize,
+    item: &Value,
+    permission: TrainingPermission,
+) -> Value {
     let raw_symbol = item.get("symbol").cloned().unwrap_or(Value::Null);
     // The symbol an error names: validated (upper-case) when possible, else as sent.
     let symbol = raw_symbol
@@ -106,7 +119,7 @@ async fn answer_item(state: &AppState, index: usize, item: &Value) -> Value {
             return item_error(symbol, &ApiError::Validation(errors));
         }
     };
-    match predict(state, request, None).await {
+    match predict(state, request, None, permission).await {
         Ok(answer) => serde_json::to_value(answer).unwrap_or(Value::Null),
         Err(e) => item_error(symbol, &e),
     }

@@ -10,10 +10,13 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 
 use super::backtest::{default_models, MAX_FOLDS, MAX_HORIZONS, MAX_MODELS};
+use super::training::MIN_UPDATE_PRICES;
 use super::AppState;
 use crate::backtest::BacktestConfig;
 use crate::forecast::intervals::DEFAULT_LEVEL;
 use crate::forecast::MODEL_NAMES;
+use crate::registry::MIN_FORECAST_PRICES;
+use crate::risk::RISK_WINDOW;
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -80,8 +83,12 @@ fn merge(parts: impl IntoIterator<Item = Value>) -> Value {
 
 /// The OpenAPI 3.1 document of the API with these limits.
 pub fn openapi(max_days_ahead: usize, max_prices: usize) -> Value {
-    let prices = json!({"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "maxItems": max_prices,
-                        "description": "Prices, oldest first; each finite and > 0"});
+    // Fewer prices than a route needs is a 400 with the contract's text, documented as such.
+    let prices_at_least = |min: usize| {
+        json!({"type": "array", "items": {"type": "number", "exclusiveMinimum": 0}, "minItems": min, "maxItems": max_prices,
+               "description": format!("Prices, oldest first; each finite and > 0; at least {min}")})
+    };
+    let prices = prices_at_least(MIN_FORECAST_PRICES);
     let symbol = json!({"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$", "description": "Case-insensitive; answered upper-case"});
     let model_name = json!({"type": "string", "enum": MODEL_NAMES, "default": "lstm",
                             "description": "lstm: the symbol's LSTM (trained on demand); any other: a statistical model fitted to the posted prices, no training needed; auto picks the best of them by backtest"});
@@ -94,6 +101,8 @@ pub fn openapi(max_days_ahead: usize, max_prices: usize) -> Value {
                 "responses": {"200": ok("ServiceInfo", "Service name, version and endpoints")}}},
             "/health": {"get": {"summary": "Health and training activity", "operationId": "check_health",
                 "responses": {"200": ok("Health", "Always healthy while the process serves")}}},
+            "/models": {"get": {"summary": "Every model of this model version, in memory or stored", "operationId": "list_models",
+                "responses": {"200": ok("ModelListing", "The models, by symbol")}}},
             "/predict": {"post": {
                 "summary": "Forecast a price days_ahead steps ahead, with a path and intervals",
                 "description": "With model lstm (the default), uses the symbol's LSTM from memory or the models directory; without one, trains on the posted prices (at least 200) first. Any other model is a statistical model fitted to the posted prices on the spot: it needs no training, so any symbol with at least 60 prices is answered. Every answer carries the path for days 1..=days_ahead with conformal intervals at interval_level.",
@@ -102,7 +111,10 @@ pub fn openapi(max_days_ahead: usize, max_prices: usize) -> Value {
                 "responses": {
                     "200": ok("PredictResponse", "The forecast"),
                     "400": error_response("Fewer than 60 prices, too many prices, or a body that is not JSON"),
-                    "404": error_response("Model lstm only: no stored model and fewer than 200 prices to train one"),
+                    "401": error_response("Model lstm only, TRAINING_MODE=authenticated: no stored model, and no API key to train one"),
+                    "403": error_response("Model lstm only, TRAINING_MODE=authenticated: no stored model, and a wrong API key"),
+                    "404": error_response("Model lstm only: no stored model and fewer than 200 prices to train one (or TRAINING_MODE=off)"),
+                    "408": error_response("The body did not arrive within BODY_READ_TIMEOUT_SECS"),
                     "413": error_response("Body larger than the limit"),
                     "422": validation_response(),
                     "503": unavailable("Training queue full; see Retry-After")
@@ -232,7 +244,7 @@ pub fn openapi(max_days_ahead: usize, max_prices: usize) -> Value {
     let backtest_schemas = json!({
             "BacktestRequest": {"type": "object", "required": ["symbol", "historical_prices"], "properties": {
                 "symbol": symbol,
-                "historical_prices": prices,
+                "historical_prices": prices_at_least(defaults.min_train),
                 "models": {"type": "array", "items": {"type": "string", "enum": MODEL_NAMES}, "minItems": 1, "maxItems": MAX_MODELS, "uniqueItems": true,
                            "default": default_models(), "description": "lstm only when named: it trains once per fold"},
                 "horizons": {"type": "array", "items": {"type": "integer", "minimum": 1, "maximum": max_days_ahead}, "minItems": 1, "maxItems": MAX_HORIZONS, "uniqueItems": true,
@@ -247,7 +259,7 @@ pub fn openapi(max_days_ahead: usize, max_prices: usize) -> Value {
                 "mase": {"type": ["number", "null"], "description": "MAE / the naive forecast's MAE on the same folds (1 = as good as the last price); null when undefined"},
                 "coverage": {"type": "number", "description": "Share of actual prices inside the interval at interval_level"}}},
             "TrainRequest": {"type": "object", "required": ["historical_prices"], "properties": {
-                "historical_prices": prices,
+                "historical_prices": prices_at_least(MIN_UPDATE_PRICES),
                 "epochs": {"type": "integer", "minimum": 1, "maximum": 50, "description": "update only; UPDATE_EPOCHS by default"}}},
             "TrainResponse": {"type": "object", "required": ["symbol", "status", "model_version"], "properties": {
                 "symbol": {"type": "string"}, "status": {"type": "string", "enum": ["trained", "updated"]},
@@ -258,7 +270,7 @@ pub fn openapi(max_days_ahead: usize, max_prices: usize) -> Value {
             "Readiness": {"type": "object", "required": ["status", "models_loaded"], "properties": {
                 "status": {"type": "string"}, "models_loaded": {"type": "integer"}}},
             "RiskRequest": {"type": "object", "required": ["symbol", "historical_prices"], "properties": {
-                "symbol": symbol, "historical_prices": prices}},
+                "symbol": symbol, "historical_prices": prices_at_least(RISK_WINDOW)}},
             "RiskResponse": {"type": "object", "required": ["symbol", "risk_score", "risk_level", "volatility", "timestamp"], "properties": {
                 "symbol": {"type": "string"},
                 "risk_score": {"type": "integer", "minimum": 0, "maximum": 100},
@@ -267,6 +279,11 @@ pub fn openapi(max_days_ahead: usize, max_prices: usize) -> Value {
                 "timestamp": {"type": "string", "format": "date-time"}}}
     });
     let core_schemas = json!({
+            "ModelListing": {"type": "object", "required": ["count", "models"], "properties": {
+                "count": {"type": "integer"},
+                "models": {"type": "array", "items": {"type": "object", "required": ["symbol", "status", "model_version"], "properties": {
+                    "symbol": {"type": "string"}, "status": {"type": "string", "enum": ["loaded", "stored"], "description": "loaded: in memory; stored: in the store only"},
+                    "model_version": {"type": "string"}}}}}},
             "ModelStatus": {"type": "object", "required": ["symbol", "status", "model_version"], "properties": {
                 "symbol": {"type": "string"}, "status": {"type": "string", "enum": ["loaded", "not_loaded"]},
                 "model_version": {"type": "string"}, "sequence_length": {"type": "integer"}, "device": {"type": "string"}}},
@@ -276,7 +293,8 @@ pub fn openapi(max_days_ahead: usize, max_prices: usize) -> Value {
                 "service": {"type": "string"}, "status": {"type": "string"}, "version": {"type": "string"},
                 "endpoints": {"type": "object", "additionalProperties": {"type": "string"}}}},
             "Health": {"type": "object", "required": ["status", "pytorch_available", "device", "models_loaded"], "properties": {
-                "status": {"type": "string", "enum": ["healthy"]}, "pytorch_available": {"type": "boolean"},
+                "status": {"type": "string", "enum": ["healthy"]}, "service": {"type": "string"}, "pytorch_available": {"type": "boolean"},
+                "training_mode": {"type": "string", "enum": ["open", "authenticated", "off"], "description": "Who may train a model from request data (TRAINING_MODE)"},
                 "device": {"type": "string", "enum": ["cpu", "cuda"]}, "models_loaded": {"type": "integer"},
                 "lstm_kernel": {"type": "string", "description": "What cached LSTM forecasts run on: int16-avx512vnni, f32-avx2 or f32-scalar (LSTM_PRECISION)"},
                 "version": {"type": "string"}, "model_version": {"type": "string"}, "uptime_seconds": {"type": "number"},
@@ -286,12 +304,15 @@ pub fn openapi(max_days_ahead: usize, max_prices: usize) -> Value {
                     "overloaded_total": {"type": "integer"}}},
                 "models_loaded_from_store_total": {"type": "integer"}, "cache_hits_total": {"type": "integer"}}},
             "ErrorDetail": {"type": "object", "required": ["detail"], "properties": {
-                "detail": {"type": "string"}, "code": {"type": "string", "description": "Stable machine-readable error code"}}},
+                "detail": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"$ref": "#/components/schemas/FieldError"}}],
+                           "description": "A sentence; a list of field errors for a body that is not JSON (400) or fields that do not validate"},
+                "code": {"type": "string", "description": "Stable machine-readable error code"}}},
             "ValidationError": {"type": "object", "required": ["detail"], "properties": {
-                "detail": {"type": "array", "items": {"type": "object", "required": ["loc", "msg", "type"], "properties": {
-                    "loc": {"type": "array", "items": {"oneOf": [{"type": "string"}, {"type": "integer"}]}},
-                    "msg": {"type": "string"}, "type": {"type": "string"}}}},
-                "code": {"type": "string"}}}
+                "detail": {"type": "array", "items": {"$ref": "#/components/schemas/FieldError"}},
+                "code": {"type": "string"}}},
+            "FieldError": {"type": "object", "required": ["loc", "msg", "type"], "properties": {
+                "loc": {"type": "array", "items": {"oneOf": [{"type": "string"}, {"type": "integer"}]}},
+                "msg": {"type": "string"}, "type": {"type": "string"}}}
     });
     json!({
         "openapi": "3.1.0",
@@ -391,6 +412,20 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn price_lists_state_their_minimum_and_errors_may_list_fields() {
+        let doc = openapi(90, 100);
+        let schemas = &doc["components"]["schemas"];
+        let min =
+            |schema: &str| schemas[schema]["properties"]["historical_prices"]["minItems"].clone();
+        assert_eq!(min("PredictRequest"), json!(60));
+        assert_eq!(min("RiskRequest"), json!(30));
+        // A body that is not JSON answers 400 with a list of field errors.
+        let detail = &schemas["ErrorDetail"]["properties"]["detail"]["oneOf"];
+        assert_eq!(detail[0]["type"], "string");
+        assert_eq!(detail[1]["type"], "array");
     }
 
     #[test]

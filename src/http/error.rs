@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 
 use crate::domain::Symbol;
-use crate::registry::{RegistryError, MIN_FORECAST_PRICES, MIN_TRAINING_PRICES};
+use crate::registry::{RegistryError, TrainingRefusal, MIN_FORECAST_PRICES, MIN_TRAINING_PRICES};
 use crate::risk::RISK_WINDOW;
 
 /// One entry of a FastAPI-style validation `detail` list.
@@ -45,6 +45,9 @@ pub enum ApiError {
     /// The body exceeds the configured limit: 413.
     #[error("body larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
+    /// The body did not arrive within `BODY_READ_TIMEOUT_SECS`: 408.
+    #[error("body not received within {secs} s")]
+    BodyTimeout { secs: u64 },
     /// More prices than the configured limit: 400.
     #[error("{got} prices, more than {max}")]
     TooManyPrices { got: usize, max: usize },
@@ -57,6 +60,13 @@ pub enum ApiError {
     /// No stored model and too few prices to train: 404 (contract text).
     #[error("no model for {symbol}")]
     NoPretrainedModel { symbol: Symbol },
+    /// No stored model, and `TRAINING_MODE` refuses to train one from this request: 404 when
+    /// training is off, 401 or 403 when it needs an API key.
+    #[error("no model for {symbol}, training refused: {refusal:?}")]
+    TrainingRefused {
+        symbol: Symbol,
+        refusal: TrainingRefusal,
+    },
     /// `DELETE /models/{symbol}` for a model not in memory: 404 (contract text).
     #[error("model {symbol} not loaded")]
     ModelNotLoaded { symbol: Symbol },
@@ -98,6 +108,11 @@ impl ApiError {
                 "payload_too_large",
                 json!(format!("Request body is larger than the limit of {limit} bytes")),
             ),
+            Self::BodyTimeout { secs } => (
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                json!(format!("The request body did not arrive within {secs} seconds")),
+            ),
             Self::TooManyPrices { got, max } => (
                 StatusCode::BAD_REQUEST,
                 "too_many_prices",
@@ -126,6 +141,29 @@ impl ApiError {
                     "No pre-trained model for {symbol}. Provide at least {MIN_TRAINING_PRICES} data points for training."
                 )),
             ),
+            Self::TrainingRefused { symbol, refusal } => match refusal {
+                TrainingRefusal::Disabled => (
+                    StatusCode::NOT_FOUND,
+                    "no_model",
+                    json!(format!(
+                        "No pre-trained model for {symbol}. This server does not train models from request data."
+                    )),
+                ),
+                TrainingRefusal::MissingKey => (
+                    StatusCode::UNAUTHORIZED,
+                    "unauthorized",
+                    json!(format!(
+                        "No pre-trained model for {symbol}. Training one from request data needs an API key: send Authorization: Bearer <key>"
+                    )),
+                ),
+                TrainingRefusal::WrongKey => (
+                    StatusCode::FORBIDDEN,
+                    "forbidden",
+                    json!(format!(
+                        "No pre-trained model for {symbol}. Training one from request data needs a valid API key"
+                    )),
+                ),
+            },
             Self::ModelNotLoaded { symbol } => (
                 StatusCode::NOT_FOUND,
                 "model_not_loaded",
@@ -199,12 +237,21 @@ impl IntoResponse for ApiError {
         }
         let mut response =
             (status, axum::Json(json!({"detail": detail, "code": code}))).into_response();
-        if let Self::Overloaded { retry_after_secs } | Self::BacktestBusy { retry_after_secs } =
-            self
-        {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+        match self {
+            Self::Overloaded { retry_after_secs } | Self::BacktestBusy { retry_after_secs } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            Self::TrainingRefused {
+                refusal: TrainingRefusal::MissingKey,
+                ..
+            } => {
+                response
+                    .headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
         }
         response
     }
@@ -219,6 +266,13 @@ impl From<RegistryError> for ApiError {
             RegistryError::NoModel { symbol, .. } => Self::NoPretrainedModel { symbol },
             RegistryError::Overloaded { retry_after_secs } => Self::Overloaded { retry_after_secs },
             RegistryError::Degenerate { symbol, reason } => Self::Degenerate { symbol, reason },
+            RegistryError::TrainingRefused { symbol, refusal } => {
+                Self::TrainingRefused { symbol, refusal }
+            }
+            // Only a request that already went away can be abandoned; say "retry" if one is not.
+            RegistryError::Abandoned => Self::Overloaded {
+                retry_after_secs: 1,
+            },
             e @ (RegistryError::Training(_)
             | RegistryError::Store(_)
             | RegistryError::TaskFailed(_)) => Self::Internal(error_chain(&e)),

@@ -42,7 +42,15 @@ impl<T: FromJson> FromRequest<AppState> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        // The whole body must arrive within its time limit: a body dribbled a byte at a time
+        // would otherwise hold the connection for the route's whole time limit.
+        let read = Bytes::from_request(req, state);
+        let Ok(read) = tokio::time::timeout(state.limits.body_read_timeout, read).await else {
+            return Err(ApiError::BodyTimeout {
+                secs: state.limits.body_read_timeout.as_secs(),
+            });
+        };
+        let bytes = read.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge {
                     limit: state.limits.body_limit_bytes,
@@ -69,6 +77,16 @@ impl<T: FromJson> FromRequest<AppState> for ApiJson<T> {
             .map(ApiJson)
             .map_err(ApiError::Validation)
     }
+}
+
+/// `v` as an `i64` the way pydantic reads an `int` field: integers, and floats with no
+/// fractional part (`7.0`, which the old service accepted as `days_ahead`).
+fn as_integer(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        let f = v.as_f64()?;
+        // 2^63 itself is not an i64; every float below it with no fraction is.
+        (f.fract() == 0.0 && f.abs() < 9_223_372_036_854_775_808.0).then_some(f as i64)
+    })
 }
 
 /// pydantic's message and kind for a value that is not an `i64`.
@@ -151,7 +169,7 @@ impl<'a> Fields<'a> {
         let object = self.object?;
         match object.get(field) {
             None => Some(default),
-            Some(v) => match v.as_i64() {
+            Some(v) => match as_integer(v) {
                 Some(n) => Some(n),
                 None => {
                     let (msg, kind) = integer_error(v);

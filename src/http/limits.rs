@@ -1,4 +1,5 @@
-//! Request time limits and CORS.
+//! Request time limits, the declared-body-size check, and CORS. (Connection limits and
+//! header timeouts are the server's: see [`super::server`].)
 //!
 //! Two limits: `REQUEST_TIMEOUT_SECS` (default 30) for ordinary requests, and
 //! `TRAINING_TIMEOUT_SECS` (default 900) for the routes that may train a model (`/predict`,
@@ -16,6 +17,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
+use super::error::ApiError;
 use super::ops::OpsError;
 use super::AppState;
 
@@ -50,22 +52,49 @@ pub async fn enforce_timeout(
         Ok(response) => response,
         Err(_) => OpsError::Timeout {
             secs: limit.as_secs(),
+            may_train: long,
         }
         .into_response(),
     }
 }
 
-/// The CORS layer for `origins` (`*` allows any origin); `None` when the list is empty.
+/// Middleware answering 413 at once to a request whose declared `Content-Length` exceeds
+/// `BODY_LIMIT_BYTES`, before a byte of the body is read (a client announcing 10 GB and
+/// sending nothing would otherwise hold the request until its time limit).
+pub async fn refuse_oversized_bodies(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let limit = state.limits.body_limit_bytes;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    match declared {
+        Some(n) if n > limit as u64 => ApiError::PayloadTooLarge { limit }.into_response(),
+        _ => next.run(request).await,
+    }
+}
+
+/// The CORS layer for `origins` (`*` allows any origin); `None` when the list is empty or
+/// says `none`.
 pub fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
-    if origins.is_empty() {
+    let origins: Vec<&str> = origins
+        .iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+        .collect();
+    if origins.is_empty() || origins.iter().any(|o| o.eq_ignore_ascii_case("none")) {
         return None;
     }
-    let allow = if origins.iter().any(|o| o.trim() == "*") {
+    let allow = if origins.contains(&"*") {
         AllowOrigin::any()
     } else {
         let list: Vec<HeaderValue> = origins
             .iter()
-            .filter_map(|o| HeaderValue::from_str(o.trim()).ok())
+            .filter_map(|o| HeaderValue::from_str(o).ok())
             .collect();
         AllowOrigin::list(list)
     };
@@ -94,6 +123,7 @@ mod tests {
     #[test]
     fn cors_is_off_without_origins() {
         assert!(cors_layer(&[]).is_none());
+        assert!(cors_layer(&["none".into()]).is_none());
         assert!(cors_layer(&["*".into()]).is_some());
         assert!(cors_layer(&["https://app.example".into()]).is_some());
     }

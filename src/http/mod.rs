@@ -46,6 +46,8 @@ pub struct Limits {
     pub max_prices: usize,
     /// Largest body in bytes.
     pub body_limit_bytes: usize,
+    /// Time for a whole body to arrive.
+    pub body_read_timeout: std::time::Duration,
 }
 
 impl Limits {
@@ -55,6 +57,9 @@ impl Limits {
             max_days_ahead: settings.max_days_ahead.get(),
             max_prices: settings.max_prices.get(),
             body_limit_bytes: settings.body_limit_bytes.get(),
+            body_read_timeout: std::time::Duration::from_secs(
+                settings.body_read_timeout_secs.get(),
+            ),
         }
     }
 }
@@ -89,8 +94,12 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit))
-        // Innermost first: key check, then time limit, then request metrics and the log line.
-        .layer(from_fn_with_state(state.clone(), auth::authorize))
+        // Innermost first: declared body size, time limit, then request metrics and the log
+        // line. Keys are checked by the handlers, on the request they parsed (see `auth`).
+        .layer(from_fn_with_state(
+            state.clone(),
+            limits::refuse_oversized_bodies,
+        ))
         .layer(from_fn_with_state(state.clone(), limits::enforce_timeout))
         .layer(from_fn_with_state(state.clone(), metrics::track_requests))
         .layer(axum::middleware::from_fn(logging::log_requests));

@@ -1,20 +1,43 @@
-//! `GET /models/{symbol}` and `DELETE /models/{symbol}[?purge=true]`.
+//! `GET /models` (a listing), `GET /models/{symbol}` and `DELETE /models/{symbol}[?purge=true]`.
 
 use std::collections::HashMap;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
+use super::auth::check_key;
 use super::error::{ApiError, FieldError};
 use super::logging::RequestSymbol;
+use super::ops::OpsError;
 use super::{path_symbol, AppState};
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/models/{symbol}", get(describe_model).delete(unload_model))
+    Router::new()
+        .route("/models", get(list_models))
+        .route("/models/{symbol}", get(describe_model).delete(unload_model))
+}
+
+/// Every model of this model version, in memory (`"loaded"`) or only in the store
+/// (`"stored"`), by symbol.
+async fn list_models(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    let listing = state.registry.listing().await?;
+    let version = state.registry.version().as_str();
+    let models: Vec<Value> = listing
+        .iter()
+        .map(|(symbol, loaded)| {
+            json!({
+                "symbol": symbol.as_str(),
+                "status": if *loaded { "loaded" } else { "stored" },
+                "model_version": version,
+            })
+        })
+        .collect();
+    Ok(Json(json!({"count": models.len(), "models": models})))
 }
 
 async fn describe_model(
@@ -46,8 +69,9 @@ async fn unload_model(
     State(state): State<AppState>,
     Extension(logged): Extension<RequestSymbol>,
     path: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Value>, OpsError> {
     let symbol = path_symbol(path, &logged)?;
     let purge_loc = vec![json!("query"), json!("purge")];
     let query = query.map_err(|e| {
@@ -69,9 +93,14 @@ async fn unload_model(
                 purge_loc,
                 "Input should be a valid boolean",
                 "bool_parsing",
-            )]))
+            )])
+            .into())
         }
     };
+    // Decided on the decoded, typed value the handler acts on (`?%70urge=true` is a purge).
+    if purge {
+        check_key(&state, &headers)?;
+    }
     let unloaded = state.registry.unload(&symbol);
     let purged = if purge {
         state.registry.purge(&symbol).await?
@@ -79,7 +108,7 @@ async fn unload_model(
         false
     };
     if !unloaded && !purged {
-        return Err(ApiError::ModelNotLoaded { symbol });
+        return Err(ApiError::ModelNotLoaded { symbol }.into());
     }
     let mut body = json!({"message": format!("Model {symbol} unloaded")});
     if purge {

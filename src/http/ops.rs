@@ -13,7 +13,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::domain::{PriceSeries, Symbol};
 use crate::ops::retrain::Retrainer;
-use crate::ops::settings::{ApiKeys, OpsSettings};
+use crate::ops::settings::{ApiKeys, OpsSettings, TrainingMode};
 use crate::ops::Readiness;
 
 /// What the operations endpoints and middleware share.
@@ -25,6 +25,8 @@ pub struct OpsState {
     pub retrainer: Arc<Retrainer>,
     /// Keys for train, update and purge (`None`: open).
     pub api_keys: Option<ApiKeys>,
+    /// Who may train from request data.
+    pub training_mode: TrainingMode,
     /// Most requests in one batch.
     pub max_batch_size: usize,
     /// Limit of ordinary requests.
@@ -46,6 +48,7 @@ impl OpsState {
             readiness: Readiness::default(),
             retrainer: Arc::new(Retrainer::new(settings.model_max_age.map(|a| a.0))),
             api_keys: settings.api_keys.clone(),
+            training_mode: settings.training_mode,
             max_batch_size: settings.max_batch_size.get(),
             request_timeout: Duration::from_secs(settings.request_timeout_secs.get()),
             training_timeout: Duration::from_secs(settings.training_timeout_secs.get()),
@@ -68,7 +71,12 @@ pub fn record_prediction(
         Ok(_) => "ok",
         Err(e) => e.code(),
     };
-    let model = symbol.map_or("_invalid", Symbol::as_str);
+    // A series per symbol that has a model, not per symbol a client can make up.
+    let model = match symbol {
+        Some(s) if state.registry.loaded(s).is_some() => s.as_str(),
+        Some(_) => "other",
+        None => "_invalid",
+    };
     metrics.predictions.inc(&[model, outcome]);
     metrics
         .prediction_seconds
@@ -103,9 +111,10 @@ pub enum OpsError {
     /// Fewer prices than training or fine-tuning needs: 400.
     #[error("{got} prices, {needed} needed")]
     NotEnoughPricesForTraining { needed: usize, got: usize },
-    /// The request ran past its time limit: 504.
+    /// The request ran past its time limit: 504. `may_train`: the route may have started a
+    /// training, which goes on.
     #[error("timed out after {secs} s")]
-    Timeout { secs: u64 },
+    Timeout { secs: u64, may_train: bool },
     /// Not ready (starting or shutting down): 503.
     #[error("not ready: {state}")]
     NotReady { state: &'static str },
@@ -141,10 +150,14 @@ impl IntoResponse for OpsError {
                 "not_enough_prices",
                 format!("Need at least {needed} historical price points for training, got {got}"),
             ),
-            Self::Timeout { secs } => (
+            Self::Timeout { secs, may_train } => (
                 StatusCode::GATEWAY_TIMEOUT,
                 "timeout",
-                format!("The request did not finish within {secs} seconds; any training it started goes on in the background"),
+                if *may_train {
+                    format!("The request did not finish within {secs} seconds; any training it started goes on in the background")
+                } else {
+                    format!("The request did not finish within {secs} seconds")
+                },
             ),
             Self::NotReady { state } => (
                 StatusCode::SERVICE_UNAVAILABLE,

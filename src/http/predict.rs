@@ -7,11 +7,13 @@
 use std::time::Instant;
 
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 use serde_json::json;
 
-use super::dto::{PredictRequest, PredictResponse};
+use super::auth::training_permission;
+use super::dto::{ModelInfo, PredictRequest, PredictResponse};
 use super::error::{error_chain, ApiError};
 use super::extract::ApiJson;
 use super::logging::RequestSymbol;
@@ -19,7 +21,11 @@ use super::{check_level, check_model, check_prices, check_symbol, ops, value_err
 use crate::domain::{Horizon, PriceSeries, Symbol};
 use crate::forecast::intervals::forecast_with_intervals;
 use crate::forecast::{model_by_name, ForecastError};
-use crate::registry::MIN_FORECAST_PRICES;
+use crate::registry::{TrainingPermission, MIN_FORECAST_PRICES};
+
+/// `model.label` of an LSTM request answered by the naive forecast because the posted prices
+/// lie far outside the range the symbol's model was trained on.
+pub const OUT_OF_RANGE_LABEL: &str = "lstm(fallback: naive, input outside the training range)";
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -29,14 +35,19 @@ pub fn router() -> Router<AppState> {
 async fn predict_price(
     State(state): State<AppState>,
     Extension(logged): Extension<RequestSymbol>,
+    headers: HeaderMap,
     ApiJson(request): ApiJson<PredictRequest>,
 ) -> Result<Json<PredictResponse>, ApiError> {
-    predict(&state, request, Some(&logged)).await.map(Json)
+    let permission = training_permission(&state, &headers);
+    predict(&state, request, Some(&logged), permission)
+        .await
+        .map(Json)
 }
 
 /// Validates and answers one predict request: the logic of `POST /predict`, shared with
-/// `POST /predict-batch`. Records the prediction metrics and, when `MODEL_MAX_AGE` is set,
-/// may start a background retraining of a stale model.
+/// `POST /predict-batch`. Records the prediction metrics and, when `MODEL_MAX_AGE` is set and
+/// `permission` allows training from the request's prices, may start a background retraining
+/// of a stale model.
 ///
 /// # Errors
 /// [`ApiError::Validation`] for bad fields, then any error of the registry's forecast.
@@ -44,10 +55,11 @@ pub async fn predict(
     state: &AppState,
     request: PredictRequest,
     logged: Option<&RequestSymbol>,
+    permission: TrainingPermission,
 ) -> Result<PredictResponse, ApiError> {
     let started = Instant::now();
     let mut symbol = None;
-    let result = validate_and_forecast(state, request, logged, &mut symbol).await;
+    let result = validate_and_forecast(state, request, logged, permission, &mut symbol).await;
     ops::record_prediction(state, symbol.as_ref(), &result, started.elapsed());
     result
 }
@@ -56,6 +68,7 @@ async fn validate_and_forecast(
     state: &AppState,
     request: PredictRequest,
     logged: Option<&RequestSymbol>,
+    permission: TrainingPermission,
     seen: &mut Option<Symbol>,
 ) -> Result<PredictResponse, ApiError> {
     let mut errors = Vec::new();
@@ -90,7 +103,7 @@ async fn validate_and_forecast(
         return Err(ApiError::Validation(errors));
     };
     match model {
-        "lstm" => forecast_lstm(state, symbol, prices, horizon, level).await,
+        "lstm" => forecast_lstm(state, symbol, prices, horizon, level, permission).await,
         name => forecast_stats(symbol, name, prices, horizon, level).await,
     }
 }
@@ -103,15 +116,29 @@ async fn forecast_lstm(
     prices: PriceSeries,
     horizon: Horizon,
     level: f64,
+    permission: TrainingPermission,
 ) -> Result<PredictResponse, ApiError> {
-    let keep = state
-        .ops
-        .retrainer
-        .wants(prices.len())
-        .then(|| prices.clone());
+    let keep = (permission == TrainingPermission::Granted
+        && state.ops.retrainer.wants(prices.len()))
+    .then(|| prices.clone());
     let history = prices.clone();
-    let forecast = state.registry.forecast(&symbol, prices, horizon).await?;
+    let forecast = state
+        .registry
+        .forecast(&symbol, prices, horizon, permission)
+        .await?;
     ops::after_forecast(state, &symbol, keep);
+    if !forecast.model.covers(history.as_slice()) {
+        // Serving the model here would be confident nonsense: answer the naive forecast, with
+        // its own bands and confidence from this history, and say so in the label.
+        tracing::warn!(%symbol, "input outside the stored model's training range: answering naive");
+        let mut answer = forecast_stats(symbol, "naive", history, horizon, level).await?;
+        answer.model = ModelInfo {
+            name: "lstm".into(),
+            version: state.registry.version().to_string(),
+            label: OUT_OF_RANGE_LABEL.into(),
+        };
+        return Ok(answer);
+    }
     Ok(PredictResponse::from_lstm(
         &symbol,
         &forecast,

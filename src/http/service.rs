@@ -7,6 +7,9 @@ use serde_json::{json, Value};
 
 use super::AppState;
 
+/// The service's name, in `GET /` and `GET /health`.
+pub const SERVICE_NAME: &str = "Coinsphere ML";
+
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -16,13 +19,14 @@ pub fn router() -> Router<AppState> {
 
 async fn describe_service() -> Json<Value> {
     Json(json!({
-        "service": "Coinsphere ML",
+        "service": SERVICE_NAME,
         "status": "running",
         "version": env!("CARGO_PKG_VERSION"),
         "endpoints": {
             "/health": "GET: service health and training activity",
             "/predict": "POST: forecast a symbol's price days_ahead steps ahead with intervals (model: lstm, trained on demand, or a statistical model)",
             "/risk-score": "POST: CB-05 risk score of a price history",
+            "/models": "GET: the models in memory and in the store",
             "/models/{symbol}": "GET: whether a symbol's model is in memory; DELETE: unload it (?purge=true also deletes the stored model)",
             "/predict-batch": "POST: several predict requests in one, answered in order",
             "/backtest": "POST: rolling-origin backtest of forecasting models on a price history (MAE, MAPE, MASE, interval coverage)",
@@ -42,9 +46,11 @@ async fn check_health(State(state): State<AppState>) -> Json<Value> {
     let stats = state.registry.stats();
     Json(json!({
         "status": "healthy",
+        "service": SERVICE_NAME,
         "pytorch_available": false,
         "device": "cpu",
         "lstm_kernel": state.registry.precision().kernel(),
+        "training_mode": state.ops.training_mode.as_str(),
         "models_loaded": stats.models_loaded,
         "version": env!("CARGO_PKG_VERSION"),
         "model_version": state.registry.version().as_str(),

@@ -9,6 +9,7 @@ use axum::routing::post;
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
+use super::auth::RequireKey;
 use super::error::{ApiError, FieldError};
 use super::extract::{ApiJson, Fields, FromJson};
 use super::logging::RequestSymbol;
@@ -84,6 +85,7 @@ fn describe(state: &AppState, symbol: &Symbol, status: &str, model: &TrainedLstm
 }
 
 async fn train_model(
+    _: RequireKey,
     State(state): State<AppState>,
     Extension(logged): Extension<RequestSymbol>,
     path: Result<Path<String>, PathRejection>,
@@ -96,6 +98,7 @@ async fn train_model(
 }
 
 async fn update_model(
+    _: RequireKey,
     State(state): State<AppState>,
     Extension(logged): Extension<RequestSymbol>,
     path: Result<Path<String>, PathRejection>,

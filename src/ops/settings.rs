@@ -21,6 +21,9 @@ pub mod defaults {
     pub const TRAINING_TIMEOUT_SECS: u64 = 900;
     /// `UPDATE_EPOCHS`: epochs of `POST /models/{symbol}/update` when the body names none.
     pub const UPDATE_EPOCHS: usize = 5;
+    /// `CORS_ORIGINS`: any origin, as the old service allowed, so the app's frontend works
+    /// out of the box; a list narrows it, `none` turns CORS off.
+    pub const CORS_ORIGINS: &str = "*";
 }
 
 /// Why an operations setting could not be parsed.
@@ -118,6 +121,34 @@ impl FromStr for ApiKeys {
     }
 }
 
+/// Who may make the server train a model from the prices a request brings (`TRAINING_MODE`).
+///
+/// Models trained from request data are stored and served to every client, so a request with
+/// made-up prices could otherwise plant a bad model for a real symbol.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum TrainingMode {
+    /// Any request with at least 200 prices (the old service's behaviour).
+    #[default]
+    Open,
+    /// Only requests carrying a key of `API_KEYS`; others get 401/403 for a symbol without a
+    /// stored model. Needs `API_KEYS`.
+    Authenticated,
+    /// Never from request data: models come from pretraining (`train --all`) or the
+    /// authenticated `POST /models/{symbol}/train`; a symbol without one gets 404.
+    Off,
+}
+
+impl TrainingMode {
+    /// The setting's value as written (`open`, `authenticated`, `off`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Open => "open",
+            Self::Authenticated => "authenticated",
+            Self::Off => "off",
+        }
+    }
+}
+
 /// Settings of the operations features, flattened into `serve`'s settings.
 #[derive(Clone, Debug, clap::Args)]
 pub struct OpsSettings {
@@ -131,8 +162,13 @@ pub struct OpsSettings {
     /// Bearer keys that may train, update and purge models (comma-separated); unset: open.
     #[arg(long, env = "API_KEYS", hide_env_values = true)]
     pub api_keys: Option<ApiKeys>,
-    /// Origins allowed by CORS (comma-separated, or `*`); unset: no CORS headers.
-    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',')]
+    /// Who may train a model from the prices of a request: `open` (anyone), `authenticated`
+    /// (requests with a key of `API_KEYS`) or `off` (never; models come from pretraining).
+    #[arg(long, env = "TRAINING_MODE", value_enum, default_value_t = TrainingMode::default())]
+    pub training_mode: TrainingMode,
+    /// Origins allowed by CORS (comma-separated), `*` for any (the old service's default), or
+    /// `none` for no CORS headers at all.
+    #[arg(long, env = "CORS_ORIGINS", value_delimiter = ',', default_value = defaults::CORS_ORIGINS)]
     pub cors_origins: Vec<String>,
     /// Most requests in one `POST /predict-batch` (more: 413).
     #[arg(long, env = "MAX_BATCH_SIZE", default_value_t = NonZeroUsize::new(defaults::MAX_BATCH_SIZE).expect("non-zero"))]
@@ -154,7 +190,8 @@ impl Default for OpsSettings {
             warmup_symbols: defaults::WARMUP_SYMBOLS.parse().expect("valid default"),
             model_max_age: None,
             api_keys: None,
-            cors_origins: Vec::new(),
+            training_mode: TrainingMode::default(),
+            cors_origins: vec![defaults::CORS_ORIGINS.to_owned()],
             max_batch_size: NonZeroUsize::new(defaults::MAX_BATCH_SIZE).expect("non-zero"),
             request_timeout_secs: NonZeroU64::new(defaults::REQUEST_TIMEOUT_SECS)
                 .expect("non-zero"),

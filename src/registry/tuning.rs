@@ -6,7 +6,10 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use super::{check_model, lock, lstm_error, Outcome, Registry, RegistryError, TrainingJob};
+use super::{
+    check_model, lock, lstm_error, Outcome, Registry, RegistryError, TrainingJob,
+    TrainingPermission,
+};
 use crate::domain::{PriceSeries, Symbol};
 use crate::forecast::lstm;
 use crate::ops::metrics::Metrics;
@@ -23,7 +26,10 @@ impl Registry {
     /// # Errors
     /// [`RegistryError::Store`] or [`RegistryError::TaskFailed`].
     pub async fn warm(self: &Arc<Self>, symbol: &Symbol) -> Result<bool, RegistryError> {
-        match self.model_for(symbol, Arc::from(Vec::new())).await {
+        match self
+            .model_for(symbol, Arc::from(Vec::new()), TrainingPermission::Granted)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(RegistryError::NoModel { .. }) => Ok(false),
             Err(e) => Err(e),
@@ -67,7 +73,9 @@ impl Registry {
         prices: PriceSeries,
         epochs: usize,
     ) -> Outcome {
-        let base = self.model_for(symbol, Arc::from(Vec::new())).await?;
+        let base = self
+            .model_for(symbol, Arc::from(Vec::new()), TrainingPermission::Granted)
+            .await?;
         let needed = base.config().sequence_length + 2;
         if prices.len() < needed {
             return Err(RegistryError::HistoryTooShort {
@@ -83,7 +91,7 @@ impl Registry {
             check_model(sym, tuned, &prices)
         });
         tokio::spawn(async move {
-            let outcome = this.run_training(&key, "fine_tune", job).await;
+            let outcome = this.run_training(&key, "fine_tune", job, None).await;
             this.finish(key, outcome)
         })
         .await

@@ -8,6 +8,7 @@ mod models;
 mod ops;
 mod predict;
 mod risk;
+mod security;
 mod service;
 mod training;
 mod validation;

@@ -40,6 +40,10 @@ pub enum LstmError {
     InvalidArtefact(String),
 }
 
+/// How far outside its training range, in widths of that range, a model's input may go before
+/// [`TrainedLstm::covers`] says the model does not cover it.
+pub const RANGE_TOLERANCE: f64 = 0.5;
+
 /// Min-max scaling fitted on the training series.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MinMaxScaler {
@@ -191,6 +195,21 @@ impl TrainedLstm {
     /// What training measured.
     pub fn summary(&self) -> &TrainingSummary {
         &self.summary
+    }
+
+    /// Whether the model may be trusted on `history`: every price of the window it reads (the
+    /// last `sequence_length`) lies within the training range widened by
+    /// [`RANGE_TOLERANCE`] of its width on each side. A level model fed prices far outside
+    /// what it saw (a model trained on made-up prices, then asked about the real coin)
+    /// extrapolates wildly and its validation error says nothing about it.
+    pub fn covers(&self, history: &[f64]) -> bool {
+        let width = self.scaler.max - self.scaler.min;
+        let (low, high) = (
+            self.scaler.min - RANGE_TOLERANCE * width,
+            self.scaler.max + RANGE_TOLERANCE * width,
+        );
+        let window = &history[history.len().saturating_sub(self.config.sequence_length)..];
+        window.iter().all(|&p| p >= low && p <= high)
     }
 
     /// Recursive forecast: the path of the next `horizon` prices after `history`.
