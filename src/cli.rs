@@ -295,7 +295,10 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         tl = s.final_train_loss,
         vl = s.validation_loss,
         mape = model.validation_mape(1) * 100.0,
-        path = store.weights_path(symbol, &args.store.model_version).display(),
+        path = store
+            .weights_path(symbol, &args.store.model_version)
+            .unwrap_or_else(|| store.sidecar_path(symbol, &args.store.model_version))
+            .display(),
     );
     Ok(())
 }

@@ -62,7 +62,12 @@ async fn a_trained_model_is_loaded_unloaded_and_purged() {
     assert_eq!(status, 200);
     assert_eq!(body["purged"], true);
     assert!(!app.models_dir.join("LTC_v1.0.0.json").exists());
-    assert!(!app.models_dir.join("LTC_v1.0.0.safetensors").exists());
+    let left: Vec<_> = std::fs::read_dir(&app.models_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy().starts_with("LTC_v1.0.0"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     let (status, _) = status_json(app.post_json("/predict", &short).await).await;
     assert_eq!(status, 404);
 }

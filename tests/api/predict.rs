@@ -34,13 +34,17 @@ async fn a_new_symbol_with_enough_prices_is_trained_stored_and_answered() {
     assert_eq!(keys.len(), 11, "{keys:?}");
     assert_eq!(body["forecast"].as_array().unwrap().len(), 5);
 
-    assert!(app.models_dir.join("BTC_v1.0.0.safetensors").is_file());
     assert!(app.models_dir.join("BTC_v1.0.0.json").is_file());
     let sidecar: serde_json::Value =
         serde_json::from_slice(&std::fs::read(app.models_dir.join("BTC_v1.0.0.json")).unwrap())
             .unwrap();
     assert_eq!(sidecar["format_version"], 1);
-    assert_eq!(sidecar["sha256"].as_str().unwrap().len(), 64);
+    let sha256 = sidecar["sha256"].as_str().unwrap();
+    assert_eq!(sha256.len(), 64);
+    // The weights are named by their hash, and the sidecar names them.
+    let weights_file = format!("BTC_v1.0.0.{}.safetensors", &sha256[..16]);
+    assert_eq!(sidecar["weights_file"], weights_file.as_str());
+    assert!(app.models_dir.join(&weights_file).is_file());
     let health = app.health().await;
     assert_eq!(health["models_loaded"], 1);
     assert_eq!(health["training"]["trainings_total"], 1);

@@ -44,7 +44,13 @@ async fn a_corrupt_artefact_is_treated_as_missing() {
     let first = spawn_app_on(dir.path()).await;
     assert_eq!(first.post_json("/predict", &body).await.status(), 200);
 
-    let weights = dir.path().join("XRP_v1.0.0.safetensors");
+    let weights = FsModelStore::open(dir.path())
+        .unwrap()
+        .weights_path(
+            &Symbol::parse("XRP").unwrap(),
+            &ModelVersion::parse("v1.0.0").unwrap(),
+        )
+        .expect("the sidecar names the weights");
     let mut bytes = std::fs::read(&weights).unwrap();
     let n = bytes.len();
     bytes[n - 10] ^= 0xFF;
