@@ -429,6 +429,18 @@ mod tests {
     }
 
     #[test]
+    fn the_docs_page_example_cannot_plant_a_model_for_a_real_coin() {
+        let page = include_str!("docs.html");
+        let example = page
+            .lines()
+            .find(|l| l.trim_start().starts_with("\"/predict\": {"))
+            .expect("a /predict example");
+        assert!(example.contains(r#"symbol: "DEMO""#), "{example}");
+        assert!(example.contains(r#"model: "ensemble""#), "{example}");
+        assert!(!page.contains(r#"value: "BTC""#));
+    }
+
+    #[test]
     fn every_schema_reference_resolves() {
         let doc = openapi(90, 100);
         let text = doc.to_string();
