@@ -423,10 +423,12 @@ impl Registry {
                 )),
             };
             match outcome {
-                // The leader could not train (too few prices, no permission), but this caller
-                // can: go again.
-                Err(RegistryError::NoModel { .. } | RegistryError::TrainingRefused { .. })
-                    if !leader && can_train => {}
+                // The leader had too few prices to train (a warm-up has none), and this
+                // caller has enough: its own answer may differ (a training, or a refusal).
+                Err(RegistryError::NoModel { .. })
+                    if !leader && prices.len() >= MIN_TRAINING_PRICES => {}
+                // The leader was not allowed to train, and this caller is: go again.
+                Err(RegistryError::TrainingRefused { .. }) if !leader && can_train => {}
                 // Everyone else gave up on that task just as this caller joined it.
                 Err(RegistryError::Abandoned) if !leader => {}
                 other => return other,

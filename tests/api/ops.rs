@@ -68,7 +68,7 @@ async fn metrics_count_predictions_cache_and_routes_by_template() {
     let text = response.text().await.unwrap();
     for line in [
         "ml_predictions_total{model=\"BTC\",outcome=\"ok\"} 2",
-        "ml_predictions_total{model=\"DOGE\",outcome=\"no_model\"} 1",
+        "ml_predictions_total{model=\"other\",outcome=\"no_model\"} 1",
         "ml_prediction_duration_seconds_count 3",
         "ml_trainings_total{kind=\"train\",outcome=\"ok\"} 1",
         "ml_training_duration_seconds_count{kind=\"train\"} 1",

@@ -45,7 +45,7 @@ async fn unknown_routes_get_a_json_404() {
     let app = spawn_app().await;
     let (status, body) = status_json(app.get("/nope").await).await;
     assert_eq!((status, body["detail"].clone()), (404, json!("Not Found")));
-    let (status, _) = status_json(app.get("/models").await).await;
+    let (status, _) = status_json(app.get("/models/BTC/nope").await).await;
     assert_eq!(status, 404);
 }
 
