@@ -41,7 +41,8 @@ fn error_response(description: &str) -> Value {
 }
 
 fn validation_response() -> Value {
-    json!({"description": "Missing, mistyped or invalid field (FastAPI shape)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ValidationError"}}}})
+    json!({"description": "Missing, mistyped or invalid field (FastAPI shape: `detail` is a list), or a series that cannot give a finite model (`degenerate_series`: `detail` is a sentence)",
+           "content": {"application/json": {"schema": {"anyOf": [{"$ref": "#/components/schemas/ValidationError"}, {"$ref": "#/components/schemas/ErrorDetail"}]}}}})
 }
 
 fn ok(schema: &str, description: &str) -> Value {
@@ -254,8 +255,8 @@ pub fn openapi(max_days_ahead: usize, max_prices: usize) -> Value {
             "BacktestRow": {"type": "object", "required": ["symbol", "model", "horizon", "n", "mae", "mape", "mase", "coverage"], "properties": {
                 "symbol": {"type": "string"}, "model": {"type": "string"}, "horizon": {"type": "integer"},
                 "n": {"type": "integer", "description": "Folds scored"},
-                "mae": {"type": "number", "description": "Mean absolute error in price units"},
-                "mape": {"type": "number", "description": "Mean absolute percentage error (0.05 = 5%)"},
+                "mae": {"type": ["number", "null"], "description": "Mean absolute error in price units; null when not a finite number (prices near the largest double overflow it)"},
+                "mape": {"type": ["number", "null"], "description": "Mean absolute percentage error (0.05 = 5%); null when not a finite number"},
                 "mase": {"type": ["number", "null"], "description": "MAE / the naive forecast's MAE on the same folds (1 = as good as the last price); null when undefined"},
                 "coverage": {"type": "number", "description": "Share of actual prices inside the interval at interval_level"}}},
             "TrainRequest": {"type": "object", "required": ["historical_prices"], "properties": {
