@@ -6,6 +6,7 @@
 //! deviation, truncation rather than rounding, `volatility` returned raw), because clients
 //! compare scores with the old service's.
 
+pub mod measures;
 
 use serde::Serialize;
 
