@@ -59,13 +59,7 @@ async fn predict_batch(
     State(state): State<AppState>,
     ApiJson(batch): ApiJson<BatchRequest>,
 ) -> Result<Json<Value>, OpsError> {
-    let max = state.ops.max_batch_size;
-    if batch.requests.len() > max {
-        return Err(OpsError::BatchTooLarge {
-            got: batch.requests.len(),
-            max,
-        });
-    }
+    check_batch_size(&state, &batch)?;
     let tasks: Vec<_> = batch
         .requests
         .into_iter()
@@ -87,24 +81,22 @@ async fn predict_batch(
     Ok(Json(json!({ "results": results })))
 }
 
+/// 413 for more items than `MAX_BATCH_SIZE`.
+pub(super) fn check_batch_size(state: &AppState, batch: &BatchRequest) -> Result<(), OpsError> {
+    let max = state.ops.max_batch_size;
+    if batch.requests.len() > max {
+        return Err(OpsError::BatchTooLarge {
+            got: batch.requests.len(),
+            max,
+        });
+    }
+    Ok(())
+}
+
 async fn answer_item(state: &AppState, index: usize, item: &Value) -> Value {
-    let raw_symbol = item.get("symbol").cloned().unwrap_or(Value::Null);
-    // The symbol an error names: validated (upper-case) when possible, else as sent.
-    let symbol = raw_symbol
-        .as_str()
-        .and_then(|s| Symbol::parse(s).ok())
-        .map_or(raw_symbol.clone(), |s| json!(s.as_str()));
-    let request = match PredictRequest::from_json(item) {
-        Ok(r) => r,
-        Err(mut errors) => {
-            // Point each location at the item: ["body", "requests", i, ...].
-            for e in &mut errors {
-                let rest: Vec<Value> = e.loc.drain(1..).collect();
-                e.loc.extend([json!("requests"), json!(index)]);
-                e.loc.extend(rest);
-            }
-            return item_error(symbol, &ApiError::Validation(errors));
-        }
+    let (symbol, request) = match read_item::<PredictRequest>(index, item) {
+        Ok(read) => read,
+        Err(error) => return error,
     };
     match predict(state, request, None).await {
         Ok(answer) => serde_json::to_value(answer).unwrap_or(Value::Null),
@@ -112,7 +104,35 @@ async fn answer_item(state: &AppState, index: usize, item: &Value) -> Value {
     }
 }
 
-fn item_error(symbol: Value, e: &ApiError) -> Value {
+/// The symbol an item's errors name (validated and upper-case when possible, else as sent),
+/// and the item read as a `T`; a malformed item is its 422 result, with each location
+/// pointing at the item: `["body", "requests", index, ...]`.
+pub(super) fn read_item<T: FromJson>(index: usize, item: &Value) -> Result<(Value, T), Value> {
+    let raw_symbol = item.get("symbol").cloned().unwrap_or(Value::Null);
+    let symbol = raw_symbol
+        .as_str()
+        .and_then(|s| Symbol::parse(s).ok())
+        .map_or(raw_symbol.clone(), |s| json!(s.as_str()));
+    match T::from_json(item) {
+        Ok(request) => Ok((symbol, request)),
+        Err(mut errors) => {
+            point_at_item(index, &mut errors);
+            Err(item_error(symbol, &ApiError::Validation(errors)))
+        }
+    }
+}
+
+/// Rewrites `["body", rest...]` locations to `["body", "requests", index, rest...]`.
+pub(super) fn point_at_item(index: usize, errors: &mut [FieldError]) {
+    for e in errors {
+        let rest: Vec<Value> = e.loc.drain(1..).collect();
+        e.loc.extend([json!("requests"), json!(index)]);
+        e.loc.extend(rest);
+    }
+}
+
+/// The result of a failed item: `{"symbol", "error": {"status", "detail", "code"}}`.
+pub(super) fn item_error(symbol: Value, e: &ApiError) -> Value {
     if let ApiError::Internal(cause) = e {
         tracing::error!(%cause, "batch item failed");
     }

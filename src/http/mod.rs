@@ -135,6 +135,17 @@ fn check_prices(
     limits: &Limits,
     errors: &mut Vec<FieldError>,
 ) -> Result<Option<PriceSeries>, ApiError> {
+    check_price_list(prices, "historical_prices", limits, errors)
+}
+
+/// [`check_prices`] for the prices of body field `field` (`benchmark_prices`...): a bad price
+/// is a 422 at `["body", field, index]`.
+fn check_price_list(
+    prices: Vec<f64>,
+    field: &str,
+    limits: &Limits,
+    errors: &mut Vec<FieldError>,
+) -> Result<Option<PriceSeries>, ApiError> {
     if prices.len() > limits.max_prices {
         return Err(ApiError::TooManyPrices {
             got: prices.len(),
@@ -148,7 +159,7 @@ fn check_prices(
                 _ => json!(null),
             };
             errors.push(value_error(
-                vec![json!("body"), json!("historical_prices"), index],
+                vec![json!("body"), json!(field), index],
                 e,
             ));
         })
