@@ -163,17 +163,16 @@ pub struct RiskMeasures {
 ///
 /// # Errors
 /// [`RiskError::NotEnoughPrices`] for fewer than [`RISK_WINDOW`] prices, as for the score.
-pub fn risk_measures(
-    prices: &[f64],
-    benchmark: Option<&[f64]>,
-) -> Result<RiskMeasures, RiskError> {
+pub fn risk_measures(prices: &[f64], benchmark: Option<&[f64]>) -> Result<RiskMeasures, RiskError> {
     if prices.len() < RISK_WINDOW {
         return Err(RiskError::NotEnoughPrices {
             needed: RISK_WINDOW,
             got: prices.len(),
         });
     }
-    let returns = log_returns(prices);
+    // No window is longer than a year of returns: the older prices only count for drawdown.
+    let recent = |p: &[f64]| p.len().saturating_sub(TAIL_WINDOW + 1);
+    let returns = log_returns(&prices[recent(prices)..]);
     let tail = &returns[returns.len().saturating_sub(TAIL_WINDOW)..];
     let (var_h, es_h) = historical_var_es(tail).expect("at least 29 returns");
     let (var_cf, es_cf) = match cornish_fisher_var_es(tail) {
@@ -181,9 +180,9 @@ pub fn risk_measures(
         None => (None, None),
     };
     let benchmark = benchmark.map(|b| {
-        let bench = log_returns(b);
+        let bench = log_returns(&b[recent(b)..]);
         BenchmarkMeasures {
-            overlap_days: returns.len().min(bench.len()),
+            overlap_days: (prices.len() - 1).min(b.len().saturating_sub(1)),
             beta: Windowed::from_fn(|w| beta_correlation(&returns, &bench, w).map(|(b, _)| b)),
             correlation: Windowed::from_fn(|w| {
                 beta_correlation(&returns, &bench, w).and_then(|(_, c)| c)
@@ -442,6 +441,9 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// A value per window of [`WINDOWS`].
+    type PerWindow = [Option<f64>; 3];
+
     /// One reference series, as `bench/risk_measures_reference.py` prints it.
     struct Case {
         name: &'static str,
@@ -455,7 +457,7 @@ mod tests {
         es_cf: Option<[f64; 2]>,
         window: usize,
         /// (overlap, beta per window, correlation per window)
-        bench: Option<(usize, [Option<f64>; 3], [Option<f64>; 3])>,
+        bench: Option<(usize, PerWindow, PerWindow)>,
     }
 
     /// Produced by `/tmp/pyref/bin/python bench/risk_measures_reference.py` (numpy 2.4.6,
@@ -556,7 +558,12 @@ mod tests {
             let (value, peak, trough, duration, recovery) = case.mdd;
             assert!(close(d.value, value), "{name} mdd {d:?}");
             assert_eq!(
-                (d.peak_index, d.trough_index, d.duration_days, d.recovery_index),
+                (
+                    d.peak_index,
+                    d.trough_index,
+                    d.duration_days,
+                    d.recovery_index
+                ),
                 (peak, trough, duration, recovery),
                 "{name}"
             );
@@ -621,11 +628,17 @@ mod tests {
         let asset: Vec<f64> = (0..100).map(|i| 10.0 + f64::from(i % 7)).collect();
         // The benchmark is the asset doubled over its last 40 days: beta 1, correlation 1.
         let bench: Vec<f64> = asset[60..].iter().map(|p| 2.0 * p).collect();
-        let b = risk_measures(&asset, Some(&bench)).unwrap().benchmark.unwrap();
+        let b = risk_measures(&asset, Some(&bench))
+            .unwrap()
+            .benchmark
+            .unwrap();
         assert_eq!(b.overlap_days, 39);
         assert!(close(b.beta.d30.unwrap(), 1.0) && close(b.correlation.d30.unwrap(), 1.0));
         assert_eq!((b.beta.d90, b.correlation.d90), (None, None));
-        let flat = risk_measures(&asset, Some(&[5.0; 50])).unwrap().benchmark.unwrap();
+        let flat = risk_measures(&asset, Some(&[5.0; 50]))
+            .unwrap()
+            .benchmark
+            .unwrap();
         assert_eq!(windowed(flat.beta), [None; 3]);
         assert_eq!(windowed(flat.correlation), [None; 3]);
         let none = risk_measures(&asset, Some(&[])).unwrap().benchmark.unwrap();
@@ -654,7 +667,10 @@ mod tests {
         assert!(json["volatility_annualised"]["90d"].is_number());
         assert!(json["volatility_annualised"]["365d"].is_null());
         assert!(json["var_1d"]["historical"]["99"].is_number());
-        assert!(json["es_1d"]["cornish_fisher"].is_object() || json["es_1d"]["cornish_fisher"].is_null());
+        assert!(
+            json["es_1d"]["cornish_fisher"].is_object()
+                || json["es_1d"]["cornish_fisher"].is_null()
+        );
         assert!(json["max_drawdown"]["recovery_index"].is_number());
         assert!(json["benchmark"].is_null());
     }
@@ -697,7 +713,11 @@ mod tests {
             prop_assert!(var.p95 <= var.p99, "{var:?}");
         }
         if let Some(b) = m.benchmark {
-            for x in windowed(b.beta).into_iter().chain(windowed(b.correlation)).flatten() {
+            for x in windowed(b.beta)
+                .into_iter()
+                .chain(windowed(b.correlation))
+                .flatten()
+            {
                 prop_assert!(x.is_finite());
             }
             for c in windowed(b.correlation).into_iter().flatten() {

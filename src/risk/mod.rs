@@ -160,7 +160,15 @@ mod tests {
     #[test]
     fn a_constant_series_scores_zero_whatever_its_scale() {
         // Issue 12: 30 x 1.7e308 overflowed the sums and scored 70, degen, NaN volatility.
-        for price in [1.7e308, f64::MAX, 1e-300, f64::MIN_POSITIVE, 5e-324, 0.1, 3.7] {
+        for price in [
+            1.7e308,
+            f64::MAX,
+            1e-300,
+            f64::MIN_POSITIVE,
+            5e-324,
+            0.1,
+            3.7,
+        ] {
             let r = cb05(&[price; 30]).unwrap();
             assert_eq!(
                 (r.score, r.level, r.volatility),
