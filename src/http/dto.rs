@@ -588,7 +588,10 @@ mod tests {
         ] {
             let value: Value = serde_json::from_str(body).unwrap();
             let slow = RiskRequest::from_json(&value).unwrap();
-            assert_eq!(RiskRequest::from_json_fast(body.as_bytes()), Some(slow.clone()));
+            assert_eq!(
+                RiskRequest::from_json_fast(body.as_bytes()),
+                Some(slow.clone())
+            );
             let expected = body.contains("[3, 4.5]").then(|| vec![3.0, 4.5]);
             assert_eq!(slow.benchmark_prices, expected, "{body}");
         }

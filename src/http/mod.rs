@@ -158,10 +158,7 @@ fn check_price_list(
                 crate::domain::DomainError::BadPrice { index, .. } => json!(index),
                 _ => json!(null),
             };
-            errors.push(value_error(
-                vec![json!("body"), json!(field), index],
-                e,
-            ));
+            errors.push(value_error(vec![json!("body"), json!(field), index], e));
         })
         .ok())
 }

@@ -60,11 +60,8 @@ fn score(
     };
     let score = risk::cb05(prices.as_slice()).map_err(not_enough)?;
     let benchmark = benchmark.flatten();
-    let measures = risk_measures(
-        prices.as_slice(),
-        benchmark.as_ref().map(|b| b.as_slice()),
-    )
-    .map_err(not_enough)?;
+    let measures = risk_measures(prices.as_slice(), benchmark.as_ref().map(|b| b.as_slice()))
+        .map_err(not_enough)?;
     Ok(RiskResponse::new(
         &symbol,
         score,
@@ -80,7 +77,7 @@ fn score(
 async fn score_risk_batch(
     State(state): State<AppState>,
     ApiJson(batch): ApiJson<BatchRequest>,
-) -> Result<Json<Value>, OpsError> {
+) -> Result<Json<RiskBatchResponse>, OpsError> {
     check_batch_size(&state, &batch)?;
     let limits = std::sync::Arc::clone(&state.limits);
     let results = tokio::task::spawn_blocking(move || {
@@ -89,25 +86,42 @@ async fn score_risk_batch(
             .iter()
             .enumerate()
             .map(|(i, item)| answer_item(&limits, i, item))
-            .collect::<Vec<Value>>()
+            .collect::<Vec<BatchItem>>()
     })
     .await
     .map_err(|e| ApiError::Internal(format!("risk batch task failed: {e}")))?;
-    Ok(Json(json!({ "results": results })))
+    Ok(Json(RiskBatchResponse { results }))
 }
 
-fn answer_item(limits: &Limits, index: usize, item: &Value) -> Value {
+/// `{"results": [...]}`, each answer serialised as `/risk-score` does (fields in its order,
+/// which a detour through `Value` would sort).
+#[derive(serde::Serialize)]
+pub struct RiskBatchResponse {
+    results: Vec<BatchItem>,
+}
+
+/// One result of a batch.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+pub enum BatchItem {
+    /// What `POST /risk-score` answers.
+    Answer(Box<RiskResponse>),
+    /// `{"symbol", "error"}`.
+    Error(Value),
+}
+
+fn answer_item(limits: &Limits, index: usize, item: &Value) -> BatchItem {
     let (symbol, request) = match read_item::<RiskRequest>(index, item) {
         Ok(read) => read,
-        Err(error) => return error,
+        Err(error) => return BatchItem::Error(error),
     };
-    match score(limits, request, None) {
-        Ok(answer) => serde_json::to_value(answer).unwrap_or(Value::Null),
+    BatchItem::Error(match score(limits, request, None) {
+        Ok(answer) => return BatchItem::Answer(Box::new(answer)),
         Err(ApiError::Validation(mut errors)) => {
             // Value errors (a bad price, a bad symbol) name the item too.
             point_at_item(index, &mut errors);
             item_error(symbol, &ApiError::Validation(errors))
         }
         Err(e) => item_error(symbol, &e),
-    }
+    })
 }

@@ -84,7 +84,14 @@ async fn the_contract_fields_come_first_and_unchanged_then_the_measures() {
     let body: serde_json::Value = serde_json::from_str(&text).unwrap();
     // Key order as sent: the five contract fields, then "measures".
     let mut at = Vec::new();
-    for key in ["symbol", "risk_score", "risk_level", "volatility", "timestamp", "measures"] {
+    for key in [
+        "symbol",
+        "risk_score",
+        "risk_level",
+        "volatility",
+        "timestamp",
+        "measures",
+    ] {
         at.push(text.find(&format!("\"{key}\":")).expect(key));
     }
     assert!(at.windows(2).all(|w| w[0] < w[1]), "{text}");
@@ -163,7 +170,10 @@ async fn bad_benchmark_prices_are_a_422_naming_their_index() {
     let app = spawn_app().await;
     let prices = closes("BTC", 40);
     for (bad, loc) in [
-        (json!([1.0, 2.0, -3.0, 0.0]), json!(["body", "benchmark_prices", 2])),
+        (
+            json!([1.0, 2.0, -3.0, 0.0]),
+            json!(["body", "benchmark_prices", 2]),
+        ),
         (json!([1.0, 0.0]), json!(["body", "benchmark_prices", 1])),
         (json!([1.0, "x"]), json!(["body", "benchmark_prices", 1])),
         (json!("BTC"), json!(["body", "benchmark_prices"])),
@@ -249,8 +259,11 @@ async fn an_oversized_risk_batch_is_a_413() {
     let app = spawn_app_with(|s| s.ops.max_batch_size = 2.try_into().unwrap()).await;
     let item = json!({"symbol": "BTC", "historical_prices": [1.0]});
     let (status, body) = status_json(
-        app.post_json("/risk-score-batch", &json!({"requests": [item, item, item]}))
-            .await,
+        app.post_json(
+            "/risk-score-batch",
+            &json!({"requests": [item, item, item]}),
+        )
+        .await,
     )
     .await;
     assert_eq!(status, 413, "{body}");
@@ -263,4 +276,26 @@ async fn an_oversized_risk_batch_is_a_413() {
     assert_eq!((status, body), (200, json!({"results": []})));
     let (status, _) = status_json(app.post_json("/risk-score-batch", &json!({})).await).await;
     assert_eq!(status, 422);
+}
+
+#[tokio::test]
+async fn batch_answers_keep_the_contract_fields_first() {
+    let app = spawn_app().await;
+    let batch = json!({"requests": [{"symbol": "btc", "historical_prices": closes("BTC", 30)}]});
+    let text = app
+        .post_json("/risk-score-batch", &batch)
+        .await
+        .text()
+        .await
+        .unwrap();
+    let at: Vec<usize> = [
+        "\"symbol\":",
+        "\"risk_score\":",
+        "\"timestamp\":",
+        "\"measures\":",
+    ]
+    .iter()
+    .map(|k| text.find(k).expect(k))
+    .collect();
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{text}");
 }
