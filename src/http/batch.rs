@@ -63,6 +63,49 @@ async fn predict_batch(
     headers: HeaderMap,
     ApiJson(batch): ApiJson<BatchRequest>,
 ) -> Result<Json<Value>, OpsError> {
+    check_batch_size(&state, &batch)?;
+    let permission = training_permission(&state, &headers);
+    let results = answer_in_order(batch.requests, move |i, item| {
+        let state = state.clone();
+        async move { answer_item(&state, i, &item, permission).await }
+    })
+    .await;
+    Ok(Json(json!({ "results": results })))
+}
+
+/// Answers every item as its own task (so their forecasts and trainings spread over the
+/// cores) and returns the answers in item order. The tasks live in a `JoinSet`, which aborts
+/// them when dropped: a client that goes away takes its items with it, so their queued
+/// trainings are cancelled like a single request's.
+async fn answer_in_order<F, Fut>(items: Vec<Value>, answer: F) -> Vec<Value>
+where
+    F: Fn(usize, Value) -> Fut,
+    Fut: std::future::Future<Output = Value> + Send + 'static,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut results = vec![Value::Null; items.len()];
+    for (i, item) in items.into_iter().enumerate() {
+        let task = answer(i, item);
+        tasks.spawn(async move { (i, task.await) });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((i, result)) => results[i] = result,
+            Err(e) => tracing::error!(error = %e, "batch item task failed"),
+        }
+    }
+    // A result is never null: a task that panicked leaves its slot to an internal error.
+    for slot in results.iter_mut().filter(|r| r.is_null()) {
+        *slot = item_error(
+            Value::Null,
+            &ApiError::Internal("batch item task failed".into()),
+        );
+    }
+    results
+}
+
+/// 413 for more items than `MAX_BATCH_SIZE`.
+pub(super) fn check_batch_size(state: &AppState, batch: &BatchRequest) -> Result<(), OpsError> {
     let max = state.ops.max_batch_size;
     if batch.requests.len() > max {
         return Err(OpsError::BatchTooLarge {
@@ -70,29 +113,7 @@ async fn predict_batch(
             max,
         });
     }
-    let permission = training_permission(&state, &headers);
-    // A JoinSet aborts its tasks when dropped: a client that goes away takes its items with it,
-    // so their queued trainings are cancelled like a single request's.
-    let mut tasks = tokio::task::JoinSet::new();
-    let n = batch.requests.len();
-    for (i, item) in batch.requests.into_iter().enumerate() {
-        let state = state.clone();
-        tasks.spawn(async move { (i, answer_item(&state, i, &item, permission).await) });
-    }
-    let mut results = vec![Value::Null; n];
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok((i, answer)) => results[i] = answer,
-            Err(e) => tracing::error!(error = %e, "batch item task failed"),
-        }
-    }
-    for slot in results.iter_mut().filter(|r| r.is_null()) {
-        *slot = item_error(
-            Value::Null,
-            &ApiError::Internal("batch item task failed".into()),
-        );
-    }
-    Ok(Json(json!({ "results": results })))
+    Ok(())
 }
 
 async fn answer_item(
@@ -101,23 +122,9 @@ async fn answer_item(
     item: &Value,
     permission: TrainingPermission,
 ) -> Value {
-    let raw_symbol = item.get("symbol").cloned().unwrap_or(Value::Null);
-    // The symbol an error names: validated (upper-case) when possible, else as sent.
-    let symbol = raw_symbol
-        .as_str()
-        .and_then(|s| Symbol::parse(s).ok())
-        .map_or(raw_symbol.clone(), |s| json!(s.as_str()));
-    let request = match PredictRequest::from_json(item) {
-        Ok(r) => r,
-        Err(mut errors) => {
-            // Point each location at the item: ["body", "requests", i, ...].
-            for e in &mut errors {
-                let rest: Vec<Value> = e.loc.drain(1..).collect();
-                e.loc.extend([json!("requests"), json!(index)]);
-                e.loc.extend(rest);
-            }
-            return item_error(symbol, &ApiError::Validation(errors));
-        }
+    let (symbol, request) = match read_item::<PredictRequest>(index, item) {
+        Ok(read) => read,
+        Err(error) => return error,
     };
     match predict(state, request, None, permission).await {
         Ok(answer) => serde_json::to_value(answer).unwrap_or(Value::Null),
@@ -125,7 +132,35 @@ async fn answer_item(
     }
 }
 
-fn item_error(symbol: Value, e: &ApiError) -> Value {
+/// The symbol an item's errors name (validated and upper-case when possible, else as sent),
+/// and the item read as a `T`; a malformed item is its 422 result, with each location
+/// pointing at the item: `["body", "requests", index, ...]`.
+pub(super) fn read_item<T: FromJson>(index: usize, item: &Value) -> Result<(Value, T), Value> {
+    let raw_symbol = item.get("symbol").cloned().unwrap_or(Value::Null);
+    let symbol = raw_symbol
+        .as_str()
+        .and_then(|s| Symbol::parse(s).ok())
+        .map_or(raw_symbol.clone(), |s| json!(s.as_str()));
+    match T::from_json(item) {
+        Ok(request) => Ok((symbol, request)),
+        Err(mut errors) => {
+            point_at_item(index, &mut errors);
+            Err(item_error(symbol, &ApiError::Validation(errors)))
+        }
+    }
+}
+
+/// Rewrites `["body", rest...]` locations to `["body", "requests", index, rest...]`.
+pub(super) fn point_at_item(index: usize, errors: &mut [FieldError]) {
+    for e in errors {
+        let rest: Vec<Value> = e.loc.drain(1..).collect();
+        e.loc.extend([json!("requests"), json!(index)]);
+        e.loc.extend(rest);
+    }
+}
+
+/// The result of a failed item: `{"symbol", "error": {"status", "detail", "code"}}`.
+pub(super) fn item_error(symbol: Value, e: &ApiError) -> Value {
     if let ApiError::Internal(cause) = e {
         tracing::error!(%cause, "batch item failed");
     }

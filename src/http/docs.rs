@@ -144,16 +144,6 @@ pub fn openapi(max_days_ahead: usize, max_prices: usize) -> Value {
                     "503": unavailable("Another backtest is running; see Retry-After"),
                     "504": error_response("The backtest ran past the time limit; it is cancelled")
                 }}},
-            "/risk-score": {"post": {
-                "summary": "CB-05 risk score of a price history",
-                "operationId": "score_risk",
-                "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RiskRequest"}}}},
-                "responses": {
-                    "200": ok("RiskResponse", "The score"),
-                    "400": error_response("Fewer than 30 prices, too many prices, or a body that is not JSON"),
-                    "413": error_response("Body larger than the limit"),
-                    "422": validation_response()
-                }}},
             "/models/{symbol}": {
                 "get": {"summary": "Whether the symbol's model is in memory", "operationId": "describe_model",
                     "parameters": [symbol_param()],
@@ -269,16 +259,9 @@ pub fn openapi(max_days_ahead: usize, max_prices: usize) -> Value {
                 "validation_mape": {"type": "number"}, "timestamp": {"type": "string", "format": "date-time"}}},
             "Liveness": {"type": "object", "required": ["status"], "properties": {"status": {"type": "string", "enum": ["alive"]}}},
             "Readiness": {"type": "object", "required": ["status", "models_loaded"], "properties": {
-                "status": {"type": "string"}, "models_loaded": {"type": "integer"}}},
-            "RiskRequest": {"type": "object", "required": ["symbol", "historical_prices"], "properties": {
-                "symbol": symbol, "historical_prices": prices_at_least(RISK_WINDOW)}},
-            "RiskResponse": {"type": "object", "required": ["symbol", "risk_score", "risk_level", "volatility", "timestamp"], "properties": {
-                "symbol": {"type": "string"},
-                "risk_score": {"type": "integer", "minimum": 0, "maximum": 100},
-                "risk_level": {"type": "string", "enum": ["conservative", "moderate", "degen"]},
-                "volatility": {"type": "number", "description": "std / mean of the last 30 prices"},
-                "timestamp": {"type": "string", "format": "date-time"}}}
+                "status": {"type": "string"}, "models_loaded": {"type": "integer"}}}
     });
+    let (risk_paths, risk_schemas) = risk_document(&symbol, &prices_at_least(RISK_WINDOW));
     let core_schemas = json!({
             "ModelListing": {"type": "object", "required": ["count", "models"], "properties": {
                 "count": {"type": "integer"},
@@ -322,13 +305,99 @@ pub fn openapi(max_days_ahead: usize, max_prices: usize) -> Value {
             "version": env!("CARGO_PKG_VERSION"),
             "description": "Price forecasts (a per-symbol LSTM or statistical models) with conformal intervals, backtests, and CB-05 risk scores."
         },
-        "paths": merge([core_paths, ops_paths]),
+        "paths": merge([core_paths, ops_paths, risk_paths]),
         "components": {
-            "schemas": merge([forecast_schemas, backtest_schemas, core_schemas]),
+            "schemas": merge([forecast_schemas, backtest_schemas, core_schemas, risk_schemas]),
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer",
                 "description": "One of API_KEYS; only the routes that change models need it, and only when API_KEYS is set"}}
         }
     })
+}
+
+/// The paths and schemas of `POST /risk-score` and `POST /risk-score-batch`.
+fn risk_document(symbol: &Value, prices: &Value) -> (Value, Value) {
+    let paths = json!({
+        "/risk-score": {"post": {
+            "summary": "CB-05 risk score of a price history, with volatility, drawdown, VaR, ES and beta",
+            "description": "The five contract fields come first and are the CB-05 score of SPEC section 4 exactly; `measures` adds risk measures on daily log returns (definitions in the README). Windows count returns: 30d needs 31 prices; a window without enough prices is null.",
+            "operationId": "score_risk",
+            "requestBody": body("RiskRequest"),
+            "responses": {
+                "200": ok("RiskResponse", "The score and the measures"),
+                "400": error_response("Fewer than 30 prices, too many prices, or a body that is not JSON"),
+                "413": error_response("Body larger than the limit"),
+                "422": validation_response()
+            }}},
+        "/risk-score-batch": {"post": {
+            "summary": "Several risk-score requests in one, answered in order",
+            "description": "Each result is what POST /risk-score would answer for that item, or {symbol, error: {status, detail, code}}; one bad item never fails the batch, and its error locations start [\"body\", \"requests\", i].",
+            "operationId": "score_risk_batch",
+            "requestBody": body("RiskBatchRequest"),
+            "responses": {
+                "200": ok("RiskBatchResponse", "One result per item, in order"),
+                "400": error_response("A body that is not JSON"),
+                "413": error_response("Body larger than the limit, or more items than MAX_BATCH_SIZE"),
+                "422": validation_response()
+            }}}
+    });
+    let maybe = json!({"type": ["number", "null"]});
+    let windowed = |what: &str| {
+        json!({"type": "object", "required": ["30d", "90d", "365d"], "description": format!("{what} over the last 30, 90 and 365 daily log returns; null where fewer were posted"),
+               "properties": {"30d": maybe, "90d": maybe, "365d": maybe}})
+    };
+    let levels = |what: &str| {
+        json!({"type": "object", "required": ["95", "99"], "description": what,
+               "properties": {"95": {"type": "number"}, "99": {"type": "number"}}})
+    };
+    let by_method = |what: &str| {
+        json!({"type": "object", "required": ["historical", "cornish_fisher"], "properties": {
+            "historical": levels(&format!("{what}, historical: from the empirical 1 - level quantile of the log returns (linear interpolation)")),
+            "cornish_fisher": {"oneOf": [levels(&format!("{what}, Cornish-Fisher (modified): the normal quantile corrected for skewness and excess kurtosis (population moments)")), {"type": "null"}],
+                               "description": "null where the expansion is not increasing over the tail levels used, or a loss is not finite"}}})
+    };
+    let schemas = json!({
+        "RiskRequest": {"type": "object", "required": ["symbol", "historical_prices"], "properties": {
+            "symbol": symbol, "historical_prices": prices,
+            "benchmark_prices": {"oneOf": [prices, {"type": "null"}],
+                "description": "Optional: a benchmark's closes (BTC's, say), aligned with historical_prices at the end (the last price of each is the same day); each finite and > 0"}}},
+        "RiskResponse": {"type": "object", "required": ["symbol", "risk_score", "risk_level", "volatility", "timestamp", "measures"], "properties": {
+            "symbol": {"type": "string"},
+            "risk_score": {"type": "integer", "minimum": 0, "maximum": 100},
+            "risk_level": {"type": "string", "enum": ["conservative", "moderate", "degen"]},
+            "volatility": {"type": "number", "description": "std / mean of the last 30 prices"},
+            "timestamp": {"type": "string", "format": "date-time"},
+            "measures": {"$ref": "#/components/schemas/RiskMeasures"}}},
+        "RiskMeasures": {"type": "object", "required": ["returns", "annualisation_days", "volatility_ddof", "volatility_annualised", "max_drawdown", "current_drawdown", "window_days", "var_1d", "es_1d", "benchmark"], "properties": {
+            "returns": {"type": "string", "enum": ["log"], "description": "Daily log returns ln(p[i+1] / p[i])"},
+            "annualisation_days": {"type": "integer", "description": "365: volatility is the daily one times sqrt(365)"},
+            "volatility_ddof": {"type": "integer", "description": "1: the sample standard deviation"},
+            "volatility_annualised": windowed("Sample std (ddof 1) of daily log returns times sqrt(365)"),
+            "max_drawdown": {"type": "object", "required": ["value", "peak_index", "trough_index", "duration_days", "recovery_index"], "properties": {
+                "value": {"type": "number", "minimum": 0, "maximum": 1, "description": "Largest 1 - price / running high over the whole history"},
+                "peak_index": {"type": "integer", "description": "Index in historical_prices of the high (the last index at it)"},
+                "trough_index": {"type": "integer", "description": "Index of the lowest point of that fall"},
+                "duration_days": {"type": "integer", "description": "trough_index - peak_index"},
+                "recovery_index": {"type": ["integer", "null"], "description": "First index after the trough back at the peak's price; null if not recovered"}}},
+            "current_drawdown": {"type": "number", "minimum": 0, "maximum": 1, "description": "1 - last price / highest price"},
+            "window_days": {"type": "integer", "description": "Returns VaR and ES are computed over: the last 365, or all when fewer"},
+            "var_1d": by_method("1-day Value at Risk as a positive loss fraction 1 - exp(q); negative when the quantile is a gain"),
+            "es_1d": by_method("1-day Expected Shortfall: the mean loss 1 - exp(r) beyond the VaR (Cornish-Fisher: over 20 tail levels)"),
+            "benchmark": {"oneOf": [{"type": "null"}, {"type": "object", "required": ["overlap_days", "beta", "correlation"], "properties": {
+                "overlap_days": {"type": "integer", "description": "Returns of both series, aligned at the end"},
+                "beta": windowed("cov(asset, benchmark) / var(benchmark)"),
+                "correlation": windowed("Pearson correlation")}}],
+                "description": "null unless benchmark_prices were posted"}}},
+        "RiskBatchRequest": {"type": "object", "required": ["requests"], "properties": {
+            "requests": {"type": "array", "items": {"$ref": "#/components/schemas/RiskRequest"}, "description": "At most MAX_BATCH_SIZE items"}}},
+        "RiskBatchResponse": {"type": "object", "required": ["results"], "properties": {
+            "results": {"type": "array", "items": {"oneOf": [
+                {"$ref": "#/components/schemas/RiskResponse"},
+                {"type": "object", "required": ["symbol", "error"], "properties": {
+                    "symbol": {"description": "The item's symbol, upper-case when valid"},
+                    "error": {"type": "object", "required": ["status", "detail"], "properties": {
+                        "status": {"type": "integer"}, "detail": {}, "code": {"type": "string"}}}}}]}}}}
+    });
+    (paths, schemas)
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@ use crate::domain::Symbol;
 use crate::forecast::intervals::{banded_path, IntervalForecast, PathPoint, DEFAULT_LEVEL};
 use crate::forecast::lstm_forecaster::lstm_calibration;
 use crate::registry::Forecast;
+use crate::risk::measures::RiskMeasures;
 use crate::risk::RiskScore;
 
 /// Default `days_ahead` of `/predict`.
@@ -122,6 +123,10 @@ pub struct RiskRequest {
     pub symbol: String,
     /// Prices, oldest first.
     pub historical_prices: Vec<f64>,
+    /// A benchmark's prices (BTC's, say), oldest first, aligned with `historical_prices` at
+    /// the end; absent or `null` for none.
+    #[serde(default)]
+    pub benchmark_prices: Option<Vec<f64>>,
 }
 
 impl FromJson for RiskRequest {
@@ -133,10 +138,16 @@ impl FromJson for RiskRequest {
         let mut f = Fields::new(value);
         let symbol = f.string("symbol");
         let historical_prices = f.number_list("historical_prices");
+        // Optional, and `null` is absent (pydantic's `Optional[List[float]] = None`).
+        let benchmark_prices = match value.get("benchmark_prices") {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(f.number_list("benchmark_prices")),
+        };
         f.finish()?;
         Ok(Self {
             symbol: symbol.expect("checked by finish"),
             historical_prices: historical_prices.expect("checked by finish"),
+            benchmark_prices: benchmark_prices.map(|b| b.expect("checked by finish")),
         })
     }
 }
@@ -144,10 +155,15 @@ impl FromJson for RiskRequest {
 impl RiskRequest {
     /// The body through [`fastjson`]: the usual shape, each field at most once.
     fn scan(bytes: &[u8]) -> Option<Self> {
-        let (symbol, historical_prices) = scan_prices(bytes, |_, _| None)?;
+        let mut benchmark = None;
+        let (symbol, historical_prices) = scan_prices(bytes, |key, value| match (key, value) {
+            ("benchmark_prices", Field::Numbers(v)) => Some(benchmark.replace(v).is_none()),
+            _ => None,
+        })?;
         Some(Self {
             symbol,
             historical_prices,
+            benchmark_prices: benchmark,
         })
     }
 }
@@ -292,7 +308,7 @@ fn finite_band(p: PathPoint) -> PathPoint {
     PathPoint { upper, lower, ..p }
 }
 
-/// `POST /risk-score` answer.
+/// `POST /risk-score` answer: the contract's five fields first, then the further measures.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RiskResponse {
     /// Upper-case symbol.
@@ -305,17 +321,25 @@ pub struct RiskResponse {
     pub volatility: f64,
     /// RFC 3339 UTC.
     pub timestamp: String,
+    /// Return volatility, drawdown, VaR, ES and beta (see [`crate::risk::measures`]).
+    pub measures: RiskMeasures,
 }
 
 impl RiskResponse {
-    /// The answer for a score.
-    pub fn new(symbol: &Symbol, score: RiskScore, timestamp: String) -> Self {
+    /// The answer for a score and the measures of the same prices.
+    pub fn new(
+        symbol: &Symbol,
+        score: RiskScore,
+        measures: RiskMeasures,
+        timestamp: String,
+    ) -> Self {
         Self {
             symbol: symbol.to_string(),
             risk_score: score.score,
             risk_level: score.level.as_str(),
             volatility: score.volatility,
             timestamp,
+            measures,
         }
     }
 }
@@ -553,6 +577,41 @@ mod tests {
         }
         // Only the two well-formed predict bodies take the fast path.
         assert_eq!(fast_answers, 2);
+    }
+
+    #[test]
+    fn benchmark_prices_are_optional_and_null_is_absent() {
+        for body in [
+            r#"{"symbol": "a", "historical_prices": [1, 2], "benchmark_prices": [3, 4.5]}"#,
+            r#"{"symbol": "a", "historical_prices": [1, 2], "benchmark_prices": null}"#,
+            r#"{"symbol": "a", "historical_prices": [1, 2]}"#,
+        ] {
+            let value: Value = serde_json::from_str(body).unwrap();
+            let slow = RiskRequest::from_json(&value).unwrap();
+            assert_eq!(
+                RiskRequest::from_json_fast(body.as_bytes()),
+                Some(slow.clone())
+            );
+            let expected = body.contains("[3, 4.5]").then(|| vec![3.0, 4.5]);
+            assert_eq!(slow.benchmark_prices, expected, "{body}");
+        }
+        assert!(RiskRequest::scan(
+            br#"{"symbol": "a", "historical_prices": [1], "benchmark_prices": [2]}"#
+        )
+        .is_some());
+        let errors = RiskRequest::from_json(
+            &json!({"symbol": "a", "historical_prices": [1], "benchmark_prices": [1, "x"]}),
+        )
+        .unwrap_err();
+        assert_eq!(
+            errors[0].loc,
+            vec![json!("body"), json!("benchmark_prices"), json!(1)]
+        );
+        let errors = RiskRequest::from_json(
+            &json!({"symbol": "a", "historical_prices": [1], "benchmark_prices": "x"}),
+        )
+        .unwrap_err();
+        assert_eq!(errors[0].kind, "list_type");
     }
 
     #[test]

@@ -144,6 +144,17 @@ fn check_prices(
     limits: &Limits,
     errors: &mut Vec<FieldError>,
 ) -> Result<Option<PriceSeries>, ApiError> {
+    check_price_list(prices, "historical_prices", limits, errors)
+}
+
+/// [`check_prices`] for the prices of body field `field` (`benchmark_prices`...): a bad price
+/// is a 422 at `["body", field, index]`.
+fn check_price_list(
+    prices: Vec<f64>,
+    field: &str,
+    limits: &Limits,
+    errors: &mut Vec<FieldError>,
+) -> Result<Option<PriceSeries>, ApiError> {
     if prices.len() > limits.max_prices {
         return Err(ApiError::TooManyPrices {
             got: prices.len(),
@@ -156,10 +167,7 @@ fn check_prices(
                 crate::domain::DomainError::BadPrice { index, .. } => json!(index),
                 _ => json!(null),
             };
-            errors.push(value_error(
-                vec![json!("body"), json!("historical_prices"), index],
-                e,
-            ));
+            errors.push(value_error(vec![json!("body"), json!(field), index], e));
         })
         .ok())
 }

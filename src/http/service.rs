@@ -25,7 +25,8 @@ async fn describe_service() -> Json<Value> {
         "endpoints": {
             "/health": "GET: service health and training activity",
             "/predict": "POST: forecast a symbol's price days_ahead steps ahead with intervals (model: lstm, trained on demand, or a statistical model)",
-            "/risk-score": "POST: CB-05 risk score of a price history",
+            "/risk-score": "POST: CB-05 risk score of a price history, with volatility, drawdown, VaR, ES and beta",
+            "/risk-score-batch": "POST: several risk-score requests in one, answered in order",
             "/models": "GET: the models in memory and in the store",
             "/models/{symbol}": "GET: whether a symbol's model is in memory; DELETE: unload it (?purge=true also deletes the stored model)",
             "/predict-batch": "POST: several predict requests in one, answered in order",

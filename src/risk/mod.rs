@@ -1,8 +1,12 @@
-//! The CB-05 risk score of SPEC section 4: pure functions over `&[f64]`.
+//! Risk: the CB-05 score of SPEC section 4 here, and the further measures a crypto user
+//! expects (return volatility, drawdown, VaR and ES, beta) in [`measures`]; pure functions over
+//! `&[f64]`.
 //!
-//! The formula is reproduced exactly, including its quirks (population standard deviation,
-//! truncation rather than rounding, `volatility` returned raw), because clients compare scores
-//! with the old service's.
+//! The CB-05 formula is reproduced exactly, including its quirks (population standard
+//! deviation, truncation rather than rounding, `volatility` returned raw), because clients
+//! compare scores with the old service's.
+
+pub mod measures;
 
 use serde::Serialize;
 
@@ -73,8 +77,18 @@ pub fn cb05(prices: &[f64]) -> Result<RiskScore, RiskError> {
             got: prices.len(),
         });
     }
-    let p30 = &prices[prices.len() - RISK_WINDOW..];
-    let p7 = &prices[prices.len() - SWING_WINDOW..];
+    // Every CB-05 term is a ratio of two quantities of the same unit, so the window can be
+    // divided by its largest price first: the sums then stay below 30 and cannot overflow
+    // (30 prices of 1.7e308 once scored 70 "degen" with a NaN volatility), and a constant
+    // window becomes exactly 1.0 thirty times, whose deviations are exactly zero.
+    let window = &prices[prices.len() - RISK_WINDOW..];
+    let top = max(window);
+    let mut scaled = [0.0; RISK_WINDOW];
+    for (s, p) in scaled.iter_mut().zip(window) {
+        *s = p / top;
+    }
+    let p30 = &scaled[..];
+    let p7 = &scaled[RISK_WINDOW - SWING_WINDOW..];
     let mean30 = mean(p30);
     let volatility = population_std(p30) / mean30;
     let swing = (max(p7) - min(p7)) / mean(p7);
@@ -141,6 +155,39 @@ mod tests {
         let r = cb05(&prices).unwrap();
         assert_eq!((r.score, r.level), (66, RiskLevel::Moderate));
         assert!((r.volatility - 0.558416).abs() < 1e-6, "{}", r.volatility);
+    }
+
+    #[test]
+    fn a_constant_series_scores_zero_whatever_its_scale() {
+        // Issue 12: 30 x 1.7e308 overflowed the sums and scored 70, degen, NaN volatility.
+        for price in [
+            1.7e308,
+            f64::MAX,
+            1e-300,
+            f64::MIN_POSITIVE,
+            5e-324,
+            0.1,
+            3.7,
+        ] {
+            let r = cb05(&[price; 30]).unwrap();
+            assert_eq!(
+                (r.score, r.level, r.volatility),
+                (0, RiskLevel::Conservative, 0.0),
+                "{price}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_score_does_not_depend_on_the_unit_of_the_prices() {
+        let prices: Vec<f64> = (1..=30).map(f64::from).collect();
+        let base = cb05(&prices).unwrap();
+        for scale in [1e-300, 1e-10, 7.0, 1e300] {
+            let scaled: Vec<f64> = prices.iter().map(|p| p * scale).collect();
+            let r = cb05(&scaled).unwrap();
+            assert_eq!((r.score, r.level), (base.score, base.level), "{scale}");
+            assert!((r.volatility - base.volatility).abs() < 1e-12, "{scale}");
+        }
     }
 
     #[test]
@@ -242,6 +289,17 @@ mod tests {
         fn scores_stay_in_range_for_any_positive_prices(
             prices in proptest::collection::vec(1e-6f64..1e9, 30..80)
         ) {
+            let r = cb05(&prices).unwrap();
+            proptest::prop_assert!(r.score <= 100);
+            proptest::prop_assert_eq!(r.level, RiskLevel::of(r.score));
+            proptest::prop_assert!(r.volatility.is_finite() && r.volatility >= 0.0);
+        }
+
+        #[test]
+        fn scores_stay_finite_for_extreme_prices(
+            exponents in proptest::collection::vec(-300.0f64..308.0, 30..60)
+        ) {
+            let prices: Vec<f64> = exponents.iter().map(|e| 10f64.powf(*e)).collect();
             let r = cb05(&prices).unwrap();
             proptest::prop_assert!(r.score <= 100);
             proptest::prop_assert_eq!(r.level, RiskLevel::of(r.score));
