@@ -94,13 +94,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit))
-        // Innermost first: declared body size, time limit, then request metrics and the log
+        // Innermost first: declared body size and time limit, then request metrics and the log
         // line. Keys are checked by the handlers, on the request they parsed (see `auth`).
-        .layer(from_fn_with_state(
-            state.clone(),
-            limits::refuse_oversized_bodies,
-        ))
-        .layer(from_fn_with_state(state.clone(), limits::enforce_timeout))
+        .layer(from_fn_with_state(state.clone(), limits::enforce_limits))
         .layer(from_fn_with_state(state.clone(), metrics::track_requests))
         .layer(axum::middleware::from_fn(logging::log_requests));
     let router = match limits::cors_layer(&state.ops.cors_origins) {
