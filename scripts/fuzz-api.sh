@@ -5,12 +5,12 @@
 # wrong content type. Bounded by FUZZ_MAX_TIME seconds (default 150) and FUZZ_EXAMPLES cases
 # per operation (default 40).
 #
-# Usage: scripts/fuzz-api.sh [path/to/coinsphere-ml]   (default: target/debug/coinsphere-ml)
+# Usage: scripts/fuzz-api.sh [path/to/coinsphere-ml]   (default: the debug build in $CARGO_TARGET_DIR or target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-bin=${1:-target/debug/coinsphere-ml}
-venv=${FUZZ_VENV:-target/fuzz-venv}
+bin=${1:-${CARGO_TARGET_DIR:-target}/debug/coinsphere-ml}
+venv=${FUZZ_VENV:-${CARGO_TARGET_DIR:-target}/fuzz-venv}
 max_time=${FUZZ_MAX_TIME:-150}
 examples=${FUZZ_EXAMPLES:-40}
 

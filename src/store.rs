@@ -227,6 +227,15 @@ impl FsModelStore {
         &self.dir
     }
 
+    /// The entries of the models directory.
+    fn entries(&self) -> Result<fs::ReadDir, StoreError> {
+        fs::read_dir(&self.dir).map_err(|source| StoreError::Io {
+            op: "list",
+            path: self.dir.clone(),
+            source,
+        })
+    }
+
     fn stem(symbol: &Symbol, version: &ModelVersion) -> String {
         // Both parts are validated newtypes: no separator or `..` can appear here.
         format!("{symbol}_{version}")
@@ -387,11 +396,7 @@ impl FsModelStore {
     fn sweep(&self, key: Option<&str>) -> Result<Swept, StoreError> {
         let now = SystemTime::now();
         let mut swept = Swept::default();
-        let entries = fs::read_dir(&self.dir).map_err(|source| StoreError::Io {
-            op: "list",
-            path: self.dir.clone(),
-            source,
-        })?;
+        let entries = self.entries()?;
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };
@@ -521,11 +526,7 @@ impl ModelStore for FsModelStore {
     }
 
     fn list(&self, version: &ModelVersion) -> Result<Vec<Symbol>, StoreError> {
-        let entries = fs::read_dir(&self.dir).map_err(|source| StoreError::Io {
-            op: "list",
-            path: self.dir.clone(),
-            source,
-        })?;
+        let entries = self.entries()?;
         let suffix = format!("_{version}.json");
         let mut symbols: Vec<Symbol> = entries
             .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -550,11 +551,7 @@ impl ModelStore for FsModelStore {
         };
         // Sidecar first: without it the weights are never loaded.
         let mut removed = remove(self.sidecar_path(symbol, version))?;
-        let entries = fs::read_dir(&self.dir).map_err(|source| StoreError::Io {
-            op: "list",
-            path: self.dir.clone(),
-            source,
-        })?;
+        let entries = self.entries()?;
         for entry in entries.flatten() {
             let name = entry.file_name();
             let Some(name) = name.to_str() else { continue };

@@ -324,6 +324,19 @@ async fn authenticated_training_without_keys_does_not_start() {
     assert!(started.is_err());
 }
 
+/// A `/predict` whose client gives up after half a second.
+async fn predict_giving_up(
+    app: &TestApp,
+    body: &serde_json::Value,
+) -> reqwest::Result<reqwest::Response> {
+    app.client
+        .post(app.url("/predict"))
+        .timeout(Duration::from_millis(500))
+        .json(body)
+        .send()
+        .await
+}
+
 #[tokio::test]
 async fn queued_trainings_whose_clients_left_are_cancelled() {
     let app = spawn_app_with(|s| {
@@ -346,13 +359,7 @@ async fn queued_trainings_whose_clients_left_are_cancelled() {
     // Two more fill the queue, and their clients give up.
     for symbol in ["ETH", "SOL"] {
         let body = json!({"symbol": symbol, "historical_prices": closes(symbol, 220)});
-        let gave_up = app
-            .client
-            .post(app.url("/predict"))
-            .timeout(Duration::from_millis(500))
-            .json(&body)
-            .send()
-            .await;
+        let gave_up = predict_giving_up(&app, &body).await;
         assert!(
             gave_up.is_err(),
             "{symbol} was answered while the slot was taken"
@@ -365,13 +372,7 @@ async fn queued_trainings_whose_clients_left_are_cancelled() {
     }
     // The queue has room again: a new request waits instead of getting 503.
     let body = json!({"symbol": "ADA", "historical_prices": closes("ADA", 220)});
-    let waiting = app
-        .client
-        .post(app.url("/predict"))
-        .timeout(Duration::from_millis(500))
-        .json(&body)
-        .send()
-        .await;
+    let waiting = predict_giving_up(&app, &body).await;
     assert!(
         waiting.is_err(),
         "expected to wait, got {:?}",
