@@ -12,7 +12,10 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 use crate::forecast::{
-    intervals::{rolling_calibration, CalibrationSettings, IntervalForecast, DEFAULT_LEVEL},
+    intervals::{
+        recent_volatility, rolling_calibration, CalibrationSettings, IntervalForecast,
+        DEFAULT_LEVEL,
+    },
     model_by_name,
     naive::Naive,
     ForecastError, Forecaster,
@@ -113,9 +116,16 @@ pub struct BacktestRow {
     pub mase: f64,
     /// Share of actual prices inside the interval at [`BacktestConfig::level`].
     pub coverage: f64,
+    /// Mean `confidence` the model stated at these cutoffs (`1 -` its expected MAPE), to
+    /// read next to the realised `1 - mape`.
+    pub mean_confidence: f64,
     /// `(level, coverage)` for the main and the extra levels; not serialised.
     #[serde(skip)]
     pub coverage_by_level: Vec<(f64, f64)>,
+    /// Per scored cutoff: the recent volatility of the history and whether the actual price
+    /// fell inside the main interval (for coverage by volatility tercile); not serialised.
+    #[serde(skip)]
+    pub fold_volatility_inside: Vec<(f64, bool)>,
 }
 
 /// Mean scores of one model at one horizon across series.
@@ -127,6 +137,13 @@ pub struct OverallRow {
     pub symbols: usize,
     pub mean_mase: f64,
     pub mean_coverage: f64,
+    /// Mean stated `confidence`.
+    pub mean_confidence: f64,
+    /// Mean realised `1 - MAPE`: what `mean_confidence` claims.
+    pub mean_realised_confidence: f64,
+    /// Coverage of the main interval over all series' cutoffs pooled, in the calm, middle
+    /// and turbulent third of their recent volatility.
+    pub coverage_by_volatility_tercile: [f64; 3],
     /// Mean coverage at each `(level, coverage)` of the rows.
     #[serde(skip)]
     pub mean_coverage_by_level: Vec<(f64, f64)>,
@@ -225,6 +242,10 @@ pub struct FoldPoint {
     pub actual: f64,
     /// `(level, lower, upper)` for each level asked.
     pub bands: Vec<(f64, f64, f64)>,
+    /// `confidence` as the service states it: `1 -` the expected MAPE at this horizon.
+    pub confidence: f64,
+    /// [`recent_volatility`] of the history before the cutoff.
+    pub volatility: f64,
 }
 
 /// Fits `model` on `prices[..cutoff]`, calibrates its intervals on the same prefix, and
@@ -247,6 +268,7 @@ pub fn evaluate_fold(
     let max_h = horizons.iter().copied().max().unwrap_or(1);
     // Measured once per fold for all horizons (lazily: auto and the LSTM bring their own).
     let mut measured = None;
+    let volatility = recent_volatility(history);
     horizons
         .iter()
         .map(|&h| {
@@ -274,6 +296,8 @@ pub fn evaluate_fold(
                 forecast,
                 actual: prices[cutoff + h - 1],
                 bands,
+                confidence: (1.0 - calib.mape(h)).clamp(0.0, 1.0),
+                volatility,
             })
         })
         .collect()
@@ -492,6 +516,14 @@ fn score(
             (level, inside as f64 / nf)
         })
         .collect();
+    let mean_confidence = pairs.iter().map(|(p, _)| p.confidence).sum::<f64>() / nf;
+    let fold_volatility_inside = pairs
+        .iter()
+        .filter_map(|(p, _)| {
+            let &(_, lo, hi) = p.bands.first()?;
+            Some((p.volatility, lo <= p.actual && p.actual <= hi))
+        })
+        .collect();
     BacktestRow {
         symbol: symbol.to_string(),
         model: model.to_string(),
@@ -501,7 +533,9 @@ fn score(
         mape,
         mase,
         coverage: coverage_by_level.first().map_or(0.0, |c| c.1),
+        mean_confidence,
         coverage_by_level,
+        fold_volatility_inside,
     }
 }
 
@@ -534,12 +568,27 @@ pub fn overall(rows: &[BacktestRow]) -> Vec<OverallRow> {
                 })
                 .collect();
             let coverage: Vec<f64> = group.iter().map(|r| r.coverage).collect();
+            let confidence: Vec<f64> = group.iter().map(|r| r.mean_confidence).collect();
+            let realised: Vec<f64> = group.iter().map(|r| 1.0 - r.mape).collect();
+            let mut pooled: Vec<(f64, bool)> = group
+                .iter()
+                .flat_map(|r| r.fold_volatility_inside.iter().copied())
+                .collect();
+            pooled.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let n = pooled.len();
+            let tercile = |t: usize| {
+                let part = &pooled[t * n / 3..(t + 1) * n / 3];
+                part.iter().filter(|f| f.1).count() as f64 / part.len().max(1) as f64
+            };
             OverallRow {
                 model: model.to_string(),
                 horizon,
                 symbols: group.len(),
                 mean_mase: mean(&finite),
                 mean_coverage: mean(&coverage),
+                mean_confidence: mean(&confidence),
+                mean_realised_confidence: mean(&realised),
+                coverage_by_volatility_tercile: [tercile(0), tercile(1), tercile(2)],
                 mean_coverage_by_level,
             }
         })
@@ -655,6 +704,48 @@ pub fn render_markdown(rows: &[BacktestRow]) -> String {
         }
         out.push('\n');
     }
+    out += "\n### Stated confidence against realised 1 - MAPE (mean over series)\n\n| model |";
+    for &h in &horizons {
+        out += &format!(" {} stated | {} realised |", days(h), days(h));
+    }
+    out += &format!("\n|---|{}\n", "---:|".repeat(2 * horizons.len()));
+    for &m in &models {
+        out += &format!("| {m} |");
+        for &h in &horizons {
+            out += &summary
+                .iter()
+                .find(|r| r.model == m && r.horizon == h)
+                .map_or(" | |".into(), |r| {
+                    format!(
+                        " {:.1}% | {:.1}% |",
+                        r.mean_confidence * 100.0,
+                        r.mean_realised_confidence * 100.0
+                    )
+                });
+        }
+        out.push('\n');
+    }
+    out += &format!(
+        "\n### Coverage of the {} interval by volatility tercile (all series' cutoffs pooled; calm / middle / turbulent)\n\n| model |",
+        levels.first().map_or(String::new(), |&l| pct(l))
+    );
+    for &h in &horizons {
+        out += &format!(" {} |", days(h));
+    }
+    out += &format!("\n|---|{}\n", "---:|".repeat(horizons.len()));
+    for &m in &models {
+        out += &format!("| {m} |");
+        for &h in &horizons {
+            out += &summary
+                .iter()
+                .find(|r| r.model == m && r.horizon == h)
+                .map_or(" |".into(), |r| {
+                    let [a, b, c] = r.coverage_by_volatility_tercile;
+                    format!(" {} / {} / {} |", pct(a), pct(b), pct(c))
+                });
+        }
+        out.push('\n');
+    }
     for &h in &horizons {
         out += &format!(
             "\n### {} ahead: MASE (coverage of the {} interval)\n\n| series | folds |",
@@ -684,17 +775,18 @@ pub fn render_markdown(rows: &[BacktestRow]) -> String {
     out
 }
 
-/// The rows as a JSON list of `{"symbol","model","horizon","n","mae","mape","mase","coverage"}`.
+/// The rows as a JSON list of
+/// `{"symbol","model","horizon","n","mae","mape","mase","coverage","mean_confidence"}`.
 pub fn render_json(rows: &[BacktestRow]) -> String {
     // Serialising plain structs of numbers and strings cannot fail.
     serde_json::to_string_pretty(rows).unwrap_or_else(|_| "[]".into())
 }
 
 /// Writes an SVG chart of the last `show_history` prices of `history`, the forecast path
-/// and its band to `path`.
+/// and its band to `path` ([`crate::chart::forecast_svg`]).
 ///
 /// # Errors
-/// [`BacktestError::Chart`] when drawing fails (an unwritable path included).
+/// [`BacktestError::Chart`] when drawing or writing fails (an unwritable path included).
 pub fn render_chart_svg(
     path: &Path,
     title: &str,
@@ -702,73 +794,16 @@ pub fn render_chart_svg(
     forecast: &IntervalForecast,
     show_history: usize,
 ) -> Result<(), BacktestError> {
-    use plotters::prelude::*;
-    let chart_error = |e: &dyn std::fmt::Display| BacktestError::Chart(e.to_string());
-    let shown = &history[history.len().saturating_sub(show_history)..];
-    let last = shown.last().copied().unwrap_or(1.0);
-    let x0 = -(shown.len() as i64) + 1;
-    let x1 = forecast.path.len() as i64;
-    let (mut lo, mut hi) = (f64::INFINITY, f64::NEG_INFINITY);
-    for v in shown
-        .iter()
-        .copied()
-        .chain(forecast.path.iter().flat_map(|p| [p.lower, p.upper]))
-    {
-        lo = lo.min(v);
-        hi = hi.max(v);
-    }
-    if !(lo.is_finite() && hi.is_finite()) || hi <= lo {
-        (lo, hi) = (last * 0.9, last * 1.1);
-    }
-    let pad = (hi - lo) * 0.05;
-    let root = SVGBackend::new(path, (900, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| chart_error(&e))?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(10)
-        .x_label_area_size(35)
-        .y_label_area_size(80)
-        .build_cartesian_2d(x0..x1.max(1), (lo - pad)..(hi + pad))
-        .map_err(|e| chart_error(&e))?;
-    chart
-        .configure_mesh()
-        .x_desc("days from the last price")
-        .y_desc("price")
-        .draw()
-        .map_err(|e| chart_error(&e))?;
-    let band: Vec<(i64, f64)> = std::iter::once((0, last))
-        .chain(forecast.path.iter().map(|p| (p.day as i64, p.upper)))
-        .chain(forecast.path.iter().rev().map(|p| (p.day as i64, p.lower)))
-        .collect();
-    chart
-        .draw_series(std::iter::once(Polygon::new(band, BLUE.mix(0.2))))
-        .map_err(|e| chart_error(&e))?
-        .label(format!("{:.0}% interval", forecast.level * 100.0))
-        .legend(|(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], BLUE.mix(0.2).filled()));
-    chart
-        .draw_series(LineSeries::new(
-            shown.iter().enumerate().map(|(i, &p)| (x0 + i as i64, p)),
-            &BLACK,
-        ))
-        .map_err(|e| chart_error(&e))?
-        .label("history")
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], BLACK));
-    chart
-        .draw_series(LineSeries::new(
-            std::iter::once((0, last)).chain(forecast.path.iter().map(|p| (p.day as i64, p.price))),
-            &BLUE,
-        ))
-        .map_err(|e| chart_error(&e))?
-        .label(format!("forecast ({})", forecast.model))
-        .legend(|(x, y)| PathElement::new([(x, y), (x + 15, y)], BLUE));
-    chart
-        .configure_series_labels()
-        .border_style(BLACK)
-        .background_style(WHITE.mix(0.8))
-        .draw()
-        .map_err(|e| chart_error(&e))?;
-    root.present().map_err(|e| chart_error(&e))?;
-    Ok(())
+    let svg = crate::chart::forecast_svg(
+        title,
+        history,
+        &forecast.path,
+        forecast.level,
+        &forecast.model,
+        show_history,
+    )
+    .map_err(BacktestError::Chart)?;
+    std::fs::write(path, svg).map_err(|e| BacktestError::Chart(format!("{}: {e}", path.display())))
 }
 
 #[cfg(test)]
@@ -909,7 +944,15 @@ mod tests {
             .map(|k| k.as_str())
             .collect();
         let mut expected = vec![
-            "symbol", "model", "horizon", "n", "mae", "mape", "mase", "coverage",
+            "symbol",
+            "model",
+            "horizon",
+            "n",
+            "mae",
+            "mape",
+            "mase",
+            "coverage",
+            "mean_confidence",
         ];
         expected.sort();
         let mut keys = keys;
@@ -919,22 +962,28 @@ mod tests {
 
     #[test]
     fn overall_averages_mase_and_coverage_per_model_and_horizon() {
-        let row = |symbol: &str, mase: f64, coverage: f64| BacktestRow {
+        let row = |symbol: &str, mase: f64, coverage: f64, t: f64| BacktestRow {
             symbol: symbol.into(),
             model: "m".into(),
             horizon: 1,
             n: 1,
             mae: 0.0,
-            mape: 0.0,
+            mape: 0.1 * t,
             mase,
             coverage,
+            mean_confidence: 1.0 - 0.2 * t,
             coverage_by_level: vec![(0.8, coverage)],
+            // Volatilities t and t + 0.5: the pooled terciles are A's, B's and C's folds.
+            fold_volatility_inside: vec![(t, t < 2.5), (t + 0.5, t < 1.5)],
         };
         let o = overall(&[
-            row("A", 0.9, 0.7),
-            row("B", 1.1, 0.9),
-            row("C", f64::INFINITY, 0.8),
+            row("A", 0.9, 0.7, 1.0),
+            row("B", 1.1, 0.9, 2.0),
+            row("C", f64::INFINITY, 0.8, 3.0),
         ]);
+        assert!((o[0].mean_confidence - 0.6).abs() < 1e-12);
+        assert!((o[0].mean_realised_confidence - 0.8).abs() < 1e-12);
+        assert_eq!(o[0].coverage_by_volatility_tercile, [1.0, 0.5, 0.0]);
         assert_eq!(o.len(), 1);
         assert!((o[0].mean_mase - 1.0).abs() < 1e-12);
         assert!((o[0].mean_coverage - 0.8).abs() < 1e-12);

@@ -157,6 +157,9 @@ pub struct PredictArgs {
     /// Arithmetic of the forecast, as for `serve`.
     #[command(flatten)]
     pub inference: InferenceSettings,
+    /// Also draw the recent history, the forecast and its band into this SVG file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
 }
 
 /// Runs a parsed command line.
@@ -340,6 +343,20 @@ fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
         crate::now_rfc3339(),
     );
     println!("{}", serde_json::to_string(&response)?);
+    if let Some(plot) = &args.plot {
+        let title = format!("{symbol}: {} days ahead", response.days_ahead);
+        let svg = crate::chart::forecast_svg(
+            &title,
+            history.as_slice(),
+            &response.forecast,
+            response.level,
+            &response.model.label,
+            crate::chart::SHOWN_HISTORY,
+        )
+        .map_err(|e| anyhow::anyhow!("cannot draw the chart: {e}"))?;
+        std::fs::write(plot, svg).with_context(|| format!("cannot write {}", plot.display()))?;
+        eprintln!("chart written to {}", plot.display());
+    }
     Ok(())
 }
 

@@ -4,6 +4,7 @@
 //! [`store`] and [`registry`] manage models; only [`http`] sees axum; [`cli`] wires it together.
 
 pub mod backtest;
+pub mod chart;
 pub mod cli;
 pub mod domain;
 pub mod forecast;

@@ -336,6 +336,7 @@ impl Registry {
             .model_for(symbol, Arc::clone(&prices), permission)
             .await?;
         let m = Arc::clone(&model);
+        let history = Arc::clone(&prices);
         let precision = self.config.precision;
         let path = self
             .pool
@@ -353,7 +354,7 @@ impl Registry {
             }
         };
         Ok(Forecast {
-            confidence: confidence(model.validation_mape(horizon.get())),
+            confidence: confidence(model.expected_mape(horizon.get(), &history)),
             path,
             current_price,
             predicted_price,

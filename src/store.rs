@@ -30,9 +30,9 @@
 //! It only touches names of the store's own patterns.
 //!
 //! Sidecars written before content names (`weights_file` = `{SYMBOL}_{VERSION}.safetensors`)
-//! still load. The sidecar's fields did not change, only what `weights_file` holds, so
-//! [`FORMAT_VERSION`] stays 1; a binary from before reads a new model as missing (it looks for
-//! the old name) and retrains, it never loads a torn one.
+//! still load; a binary from before content names reads a new model as missing (it looks for
+//! the old name) and retrains, it never loads a torn one. Format 1 sidecars (level models,
+//! without `metadata.transform`) load and answer as before; see [`FORMAT_VERSION`].
 //!
 //! Anything that does not verify on load (bad JSON, unknown format, a weights name outside the
 //! pattern, checksum, shapes, non-finite weights) is logged and reported as missing, so the
@@ -52,8 +52,16 @@ use sha2::{Digest, Sha256};
 use crate::domain::{ModelVersion, Symbol};
 use crate::forecast::lstm::{LstmMetadata, TrainedLstm};
 
-/// Version of the sidecar layout; a sidecar with another one is treated as missing.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of the sidecar layout written; a sidecar with a version outside
+/// [`READABLE_FORMATS`] is treated as missing.
+///
+/// 2 added `metadata.transform` (levels or log-returns) and the returns model's fields of the
+/// training summary. A binary that reads only format 1 therefore sees a returns model as
+/// missing and retrains, instead of serving its weights as a level model.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Sidecar versions this binary loads: format 1 holds level models, read as before.
+pub const READABLE_FORMATS: [u32; 2] = [1, 2];
 
 /// How old an unreferenced weights file or a temp file must be before the store removes it.
 ///
@@ -301,9 +309,11 @@ impl FsModelStore {
                 sidecar_path.display()
             ))
         })?;
-        if sidecar.format_version != FORMAT_VERSION {
+        let format_1_returns = sidecar.format_version == 1
+            && sidecar.metadata.transform != crate::forecast::lstm::Transform::MinMaxLevels;
+        if !READABLE_FORMATS.contains(&sidecar.format_version) || format_1_returns {
             return Err(bad(format!(
-                "{} has format version {}, expected {FORMAT_VERSION}",
+                "{} has format version {}, expected one of {READABLE_FORMATS:?} (a returns model needs 2)",
                 sidecar_path.display(),
                 sidecar.format_version
             )));
@@ -693,6 +703,8 @@ pub fn metadata_is_finite(m: &LstmMetadata) -> bool {
     .iter()
     .chain(&s.validation_mape_by_horizon)
     .chain(s.validation_abs_log_errors_by_horizon.iter().flatten())
+    .chain(s.validation_scaled_errors_by_horizon.iter().flatten())
+    .chain(&s.horizon_weights)
     .all(|x| x.is_finite())
 }
 
@@ -858,7 +870,7 @@ mod tests {
         assert!(expected.is_file());
         let sidecar: Sidecar =
             serde_json::from_slice(&fs::read(store.sidecar_path(&sym, &ver)).unwrap()).unwrap();
-        assert_eq!(sidecar.format_version, 1);
+        assert_eq!(sidecar.format_version, FORMAT_VERSION);
         assert_eq!(sidecar.sha256, hash);
         let loaded = store.load(&sym, &ver).unwrap().expect("the model loads");
         assert_eq!(loaded.weights_safetensors(), model.weights_safetensors());
@@ -873,7 +885,7 @@ mod tests {
         // As the store wrote it before weights were named by their hash.
         let weights = model.weights_safetensors();
         let sidecar = Sidecar {
-            format_version: 1,
+            format_version: FORMAT_VERSION,
             symbol: "BTC".into(),
             model_version: "v1.0.0".into(),
             weights_file: "BTC_v1.0.0.safetensors".into(),

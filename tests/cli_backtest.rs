@@ -59,7 +59,17 @@ fn json_rows_name_the_symbol_from_the_file_and_score_every_fold() {
         keys.sort_unstable();
         assert_eq!(
             keys,
-            ["coverage", "horizon", "mae", "mape", "mase", "model", "n", "symbol"]
+            [
+                "coverage",
+                "horizon",
+                "mae",
+                "mape",
+                "mase",
+                "mean_confidence",
+                "model",
+                "n",
+                "symbol"
+            ]
         );
         assert!(["BTC", "ETH"].contains(&row["symbol"].as_str().unwrap()));
         assert_eq!(row["n"], 4);

@@ -2,7 +2,7 @@
 //! `bench/torch_lstm_fixtures.py`) loads through the public API and predicts what PyTorch did.
 
 use coinsphere_ml::forecast::lstm::{
-    LstmConfig, LstmMetadata, MinMaxScaler, TrainedLstm, TrainingSummary,
+    LstmConfig, LstmMetadata, MinMaxScaler, Target, TrainedLstm, TrainingSummary, Transform,
 };
 
 fn fixture(name: &str) -> std::path::PathBuf {
@@ -16,10 +16,15 @@ fn a_pytorch_saved_spec_model_loads_and_predicts_the_same() {
     let weights = std::fs::read(fixture("spec_weights.safetensors")).unwrap();
     let meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixture("spec.json")).unwrap()).unwrap();
+    // The PyTorch network fed min-max scaled levels: the transform of format-1 models.
     let metadata = LstmMetadata {
-        config: LstmConfig::default(),
+        config: LstmConfig {
+            target: Target::Levels,
+            ..LstmConfig::default()
+        },
         // Prices p scale to p - 1, so the PyTorch inputs x are fed as prices x + 1.
         scaler: MinMaxScaler { min: 1.0, max: 2.0 },
+        transform: Transform::MinMaxLevels,
         summary: TrainingSummary {
             n_prices: 0,
             n_train_windows: 0,
@@ -30,6 +35,7 @@ fn a_pytorch_saved_spec_model_loads_and_predicts_the_same() {
             validation_mape_by_horizon: vec![0.01],
             validation_abs_log_errors_by_horizon: vec![vec![0.01]],
             train_seconds: 0.0,
+            ..TrainingSummary::default()
         },
     };
     let model = TrainedLstm::from_parts(&weights, metadata).unwrap();

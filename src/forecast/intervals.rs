@@ -21,6 +21,40 @@ pub const DEFAULT_LEVEL: f64 = 0.8;
 /// extrapolated from the nearest shorter horizon that has enough.
 const MIN_SAMPLES: usize = 8;
 
+/// Days of daily log-returns of the short window of [`recent_volatility`].
+pub const VOL_WINDOW: usize = 30;
+
+/// Days of the long window of [`recent_volatility`].
+pub const LONG_VOL_WINDOW: usize = 180;
+
+/// The volatility that volatility-scaled conformal errors are divided by at their origin and
+/// multiplied by at a forecast, so that bands widen in turbulent weeks and narrow in calm
+/// ones: the geometric mean of the root mean square daily log-return over the last
+/// [`VOL_WINDOW`] and over the last [`LONG_VOL_WINDOW`] days (as many as there are), floored
+/// at 1e-12. Volatility mean-reverts: scaling by the 30-day figure alone over-reacted (on 20
+/// folds of the ten coins the LSTM's 80% bands covered 62% in the calm third and 94% in the
+/// turbulent third at 30 days). Prices must be finite and > 0.
+pub fn recent_volatility(prices: &[f64]) -> f64 {
+    let rms = |days: usize| {
+        let tail = &prices[prices.len().saturating_sub(days + 1)..];
+        let (sum, n) = tail.windows(2).fold((0.0, 0usize), |(s, n), w| {
+            let r = (w[1] / w[0]).ln();
+            (s + r * r, n + 1)
+        });
+        if n == 0 {
+            0.0
+        } else {
+            (sum / n as f64).sqrt()
+        }
+    };
+    let vol = (rms(VOL_WINDOW) * rms(LONG_VOL_WINDOW)).sqrt();
+    if vol.is_finite() {
+        vol.max(1e-12)
+    } else {
+        1e-12
+    }
+}
+
 /// Where and how often a model is refitted to measure its out-of-sample errors.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct CalibrationSettings {

@@ -1,7 +1,8 @@
 //! The LSTM of [`super::lstm`] behind the [`Forecaster`] trait.
 //!
 //! Fitting trains a network (seconds, not microseconds), so the conformal errors come from
-//! the validation tail measured during training rather than from refitting at many cutoffs.
+//! the walk-forward validation origins measured during training rather than from refitting
+//! at many cutoffs.
 
 use super::{
     intervals::Calibration,
@@ -53,26 +54,10 @@ impl FittedLstm {
     }
 }
 
-/// The conformal calibration of a trained LSTM: the absolute log errors its training
-/// measured on the validation tail at each horizon, with `history`'s daily moves as the
-/// fallback where a horizon has too few of them.
+/// The conformal calibration of a forecast of `model` after `history`
+/// ([`TrainedLstm::calibration`]).
 pub fn lstm_calibration(model: &TrainedLstm, history: &[f64]) -> Calibration {
-    let log_errors = model.summary().validation_abs_log_errors_by_horizon.clone();
-    // The engine keeps |errors|; their sign only matters for MAPE's asymmetry. Built only when
-    // read: a served forecast otherwise spent ~5 us on the logarithms of a 365-price history.
-    let fallback_abs_errors = if Calibration::needs_fallback(&log_errors) {
-        history
-            .windows(2)
-            .map(|w| (w[1] / w[0]).ln().abs())
-            .filter(|e| e.is_finite())
-            .collect()
-    } else {
-        Vec::new()
-    };
-    Calibration {
-        log_errors,
-        fallback_abs_errors,
-    }
+    model.calibration(history)
 }
 
 impl Forecaster for LstmForecaster {
@@ -109,8 +94,8 @@ impl FittedForecaster for FittedLstm {
         }
     }
 
-    fn label(&self, _horizon: usize) -> String {
-        "lstm".into()
+    fn label(&self, horizon: usize) -> String {
+        self.model.label(horizon)
     }
 
     fn calibration(&self, _horizon: usize) -> Option<Calibration> {

@@ -108,9 +108,15 @@ pub fn openapi(max_days_ahead: usize, max_prices: usize) -> Value {
                 "summary": "Forecast a price days_ahead steps ahead, with a path and intervals",
                 "description": "With model lstm (the default), uses the symbol's LSTM from memory or the models directory; without one, trains on the posted prices (at least 200) first. Any other model is a statistical model fitted to the posted prices on the spot: it needs no training, so any symbol with at least 60 prices is answered. Every answer carries the path for days 1..=days_ahead with conformal intervals at interval_level.",
                 "operationId": "predict_price",
+                "parameters": [{"name": "format", "in": "query", "required": false,
+                    "description": "json (default) or svg: a picture of the last 180 prices, the forecast path and its band (also chosen by Accept: image/svg+xml)",
+                    "schema": {"type": "string", "enum": ["json", "svg"], "default": "json"}}],
                 "requestBody": body("PredictRequest"),
                 "responses": {
-                    "200": ok("PredictResponse", "The forecast"),
+                    "200": {"description": "The forecast (JSON), or its picture with format=svg",
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/PredictResponse"}},
+                            "image/svg+xml": {"schema": {"type": "string"}}}},
                     "400": error_response("Fewer than 60 prices, too many prices, or a body that is not JSON"),
                     "401": error_response("Model lstm only, TRAINING_MODE=authenticated: no stored model, and no API key to train one"),
                     "403": error_response("Model lstm only, TRAINING_MODE=authenticated: no stored model, and a wrong API key"),

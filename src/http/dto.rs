@@ -262,7 +262,7 @@ impl PredictResponse {
             ModelInfo {
                 name: "lstm".into(),
                 version: version.into(),
-                label: "lstm".into(),
+                label: forecast.model.label(forecast.path.len()),
             },
             timestamp,
         )

@@ -6,8 +6,10 @@
 
 use std::time::Instant;
 
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Extension, Json, Router};
 use serde_json::json;
@@ -32,16 +34,69 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/predict", post(predict_price))
 }
 
+/// `?format=svg` (or `json`, the default).
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct PredictQuery {
+    format: Option<String>,
+}
+
+/// Whether the answer is the SVG picture: `?format=svg`, or an `Accept` header that names
+/// `image/svg+xml` and not `application/json` (browsers' `*/*` stays JSON).
+fn wants_svg(query: &PredictQuery, headers: &HeaderMap) -> bool {
+    match query.format.as_deref() {
+        Some(f) => f.eq_ignore_ascii_case("svg"),
+        None => headers
+            .get_all(axum::http::header::ACCEPT)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.contains("image/svg+xml") && !v.contains("application/json")),
+    }
+}
+
 async fn predict_price(
     State(state): State<AppState>,
     Extension(logged): Extension<RequestSymbol>,
+    query: Result<Query<PredictQuery>, QueryRejection>,
     headers: HeaderMap,
     ApiJson(request): ApiJson<PredictRequest>,
-) -> Result<Json<PredictResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let permission = training_permission(&state, &headers);
-    predict(&state, request, Some(&logged), permission)
-        .await
-        .map(Json)
+    let Ok(Query(query)) = query else {
+        return Err(ApiError::Validation(vec![value_error(
+            vec![json!("query"), json!("format")],
+            "the query string does not parse",
+        )]));
+    };
+    if let Some(format) = query.format.as_deref() {
+        if !(format.eq_ignore_ascii_case("svg") || format.eq_ignore_ascii_case("json")) {
+            return Err(ApiError::Validation(vec![value_error(
+                vec![json!("query"), json!("format")],
+                "format must be json or svg",
+            )]));
+        }
+    }
+    if !wants_svg(&query, &headers) {
+        return predict(&state, request, Some(&logged), permission)
+            .await
+            .map(|r| Json(r).into_response());
+    }
+    let history = request.historical_prices.clone();
+    let answer = predict(&state, request, Some(&logged), permission).await?;
+    let title = format!("{}: {} days ahead", answer.symbol, answer.days_ahead);
+    let svg = tokio::task::spawn_blocking(move || {
+        crate::chart::forecast_svg(
+            &title,
+            &history,
+            &answer.forecast,
+            answer.level,
+            &answer.model.label,
+            crate::chart::SHOWN_HISTORY,
+        )
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("chart task failed: {e}")))?
+    .map_err(|e| ApiError::Internal(format!("cannot draw the chart: {e}")))?;
+    Ok(([(axum::http::header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
 }
 
 /// Validates and answers one predict request: the logic of `POST /predict`, shared with

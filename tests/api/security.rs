@@ -230,7 +230,10 @@ async fn a_model_trained_on_made_up_prices_does_not_answer_the_real_coin() {
     let poison = json!({"symbol": "BTC", "historical_prices": made_up_prices()});
     let (status, answer) = status_json(app.post_json("/predict", &poison).await).await;
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["model"]["label"], "lstm");
+    assert!(answer["model"]["label"]
+        .as_str()
+        .unwrap()
+        .starts_with("lstm"));
     let real = json!({"symbol": "BTC", "historical_prices": closes("BTC", 365), "days_ahead": 7});
     for app in [app, spawn_app_on(dir.path()).await] {
         let (status, answer) = status_json(app.post_json("/predict", &real).await).await;

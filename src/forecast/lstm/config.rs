@@ -25,6 +25,34 @@ pub struct LstmConfig {
     pub seed: u64,
     /// Worker threads for one training; 0 picks by measurement (see the README).
     pub threads: usize,
+    /// What the network reads and predicts. A sidecar written before this field existed holds
+    /// a level model, hence the serde default.
+    #[serde(default = "Target::levels")]
+    pub target: Target,
+    /// Early stopping: training ends once this many epochs in a row have not lowered the
+    /// validation loss (0: run every epoch). The best epoch's weights are returned either way.
+    #[serde(default)]
+    pub patience: usize,
+}
+
+/// What an LSTM is trained on (SPEC section 3 allows both; the sidecar records which).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Target {
+    /// Daily log-returns divided by a robust scale of the training returns; the network
+    /// predicts the next one. A price outside the training range means nothing special.
+    #[default]
+    LogReturns,
+    /// Price levels min-max scaled over the training series: the old service's model, kept
+    /// so that its artefacts load and answer as before.
+    Levels,
+}
+
+impl Target {
+    /// The target of a config that does not name one (format 1 sidecars).
+    pub fn levels() -> Self {
+        Target::Levels
+    }
 }
 
 impl Default for LstmConfig {
@@ -37,9 +65,11 @@ impl Default for LstmConfig {
             learning_rate: 0.001,
             epochs: 50,
             batch_size: 32,
-            validation_fraction: 0.15,
+            validation_fraction: 0.25,
             seed: 42,
             threads: 0,
+            target: Target::LogReturns,
+            patience: 8,
         }
     }
 }

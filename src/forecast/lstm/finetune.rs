@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use super::network::{Layout, Predictor, SplitMix64, Workspace};
 use super::train::{self, Adam, Dataset};
-use super::{LstmError, MinMaxScaler, TrainedLstm, TrainingSummary};
+use super::{LstmError, MinMaxScaler, TrainedLstm, TrainingSummary, Transform};
 
 /// Fine-tunes `model` on `prices` (oldest first, finite, > 0) for `epochs` epochs.
 ///
@@ -30,26 +30,41 @@ pub fn fine_tune(
     let start = Instant::now();
     let config = &model.config;
     let layout = model.layout;
-    let (steps, n_train, n_val) = train::split(config, prices.len())?;
-
-    let seen = MinMaxScaler::fit(&prices[..n_train + steps]);
-    let scaler = MinMaxScaler {
-        min: model.scaler.min.min(seen.min),
-        max: model.scaler.max.max(seen.max),
-    };
     let mut params = model.params.clone();
-    rescale(layout, &mut params, model.scaler, scaler);
-    let data = Dataset {
-        scaled: prices.iter().map(|&p| scaler.scale(p)).collect(),
-        steps,
-        n_train,
-        n_val,
+    let (data, scaler) = match model.transform {
+        Transform::MinMaxLevels => {
+            let (steps, n_train, n_val) = train::split(config, prices.len())?;
+            let seen = MinMaxScaler::fit(&prices[..n_train + steps]);
+            let scaler = MinMaxScaler {
+                min: model.scaler.min.min(seen.min),
+                max: model.scaler.max.max(seen.max),
+            };
+            rescale(layout, &mut params, model.scaler, scaler);
+            let data = Dataset {
+                scaled: prices.iter().map(|&p| scaler.scale(p)).collect(),
+                steps,
+                n_train,
+                n_val,
+            };
+            (data, scaler)
+        }
+        // Returns carry no price level: the model's scale stays, nothing to re-parametrise.
+        Transform::LogReturns { scale, clip } => {
+            let data = train::returns_dataset(config, prices, scale, clip)?;
+            let seen = MinMaxScaler::fit(&prices[..data.n_train + data.steps + 1]);
+            let scaler = MinMaxScaler {
+                min: model.scaler.min.min(seen.min),
+                max: model.scaler.max.max(seen.max),
+            };
+            (data, scaler)
+        }
     };
+    let (steps, n_train, n_val) = (data.steps, data.n_train, data.n_val);
 
     let val_range = n_train..n_train + n_val;
     let mut predictor = Predictor::new(layout, steps, n_val);
     let start_loss = train::one_step_mse(layout, &params, &data, val_range.clone(), &mut predictor);
-    let mut best = (start_loss, params.clone());
+    let mut best = (start_loss, params.clone(), 0usize);
     let mut adam = Adam::new(config.learning_rate, params.len());
     let batch = config.batch_size.max(1);
     let mut workspaces: Vec<Workspace> = Vec::new();
@@ -90,21 +105,22 @@ pub fn fine_tune(
             )));
         }
         if val_loss < best.0 || !best.0.is_finite() {
-            best = (val_loss, params.clone());
+            best = (val_loss, params.clone(), epoch + 1);
         }
     }
-    let params = best.1;
+    let (params, best_epoch) = (best.1, best.2);
     if params.iter().any(|p| !p.is_finite()) {
         return Err(LstmError::Diverged("non-finite weight".into()));
     }
     let validation_loss = train::one_step_mse(layout, &params, &data, val_range, &mut predictor);
-    let (mape, abs_log) = train::validate_horizons(layout, &params, &data, prices, scaler);
+    let v = train::validate(layout, &params, &data, prices, scaler, model.transform);
     Ok(TrainedLstm {
         config: config.clone(),
         layout,
         kernels: super::Kernels::default(),
         params,
         scaler,
+        transform: model.transform,
         summary: TrainingSummary {
             n_prices: prices.len(),
             n_train_windows: n_train,
@@ -116,9 +132,12 @@ pub fn fine_tune(
                 model.summary.final_train_loss
             },
             validation_loss,
-            validation_mape_by_horizon: mape,
-            validation_abs_log_errors_by_horizon: abs_log,
+            validation_mape_by_horizon: v.mape,
+            validation_abs_log_errors_by_horizon: v.abs_log,
             train_seconds: start.elapsed().as_secs_f64(),
+            best_epoch,
+            horizon_weights: v.weights,
+            validation_scaled_errors_by_horizon: v.scaled,
         },
     })
 }
@@ -183,7 +202,11 @@ mod tests {
     fn widening_the_scaler_keeps_the_forecasts() {
         let all = btc(400);
         // Train on the older part, then hand over prices that leave the old range.
-        let model = train(&quick(), &all[..250], &mut |_| {}).unwrap();
+        let levels = LstmConfig {
+            target: crate::forecast::lstm::Target::Levels,
+            ..quick()
+        };
+        let model = train(&levels, &all[..250], &mut |_| {}).unwrap();
         let newer = &all[150..];
         let widened = fine_tune(&model, newer, 0).unwrap();
         assert!(widened.scaler().min <= model.scaler().min);
@@ -217,10 +240,10 @@ mod tests {
     fn too_few_prices_is_a_clear_error() {
         let model = train(&quick(), &btc(200), &mut |_| {}).unwrap();
         assert!(matches!(
-            fine_tune(&model, &btc(61), 1),
+            fine_tune(&model, &btc(62), 1),
             Err(LstmError::NotEnoughPrices {
-                needed: 62,
-                got: 61
+                needed: 63,
+                got: 62
             })
         ));
     }

@@ -16,10 +16,12 @@ mod network;
 mod quant;
 mod train;
 
-pub use config::LstmConfig;
+pub use config::{LstmConfig, Target};
 pub use finetune::fine_tune;
 
 use network::{Layout, Predictor};
+
+use super::intervals::{self, Calibration};
 
 use serde::{Deserialize, Serialize};
 
@@ -44,6 +46,11 @@ pub enum LstmError {
 /// [`TrainedLstm::covers`] says the model does not cover it.
 pub const RANGE_TOLERANCE: f64 = 0.5;
 
+/// How far, as a factor either way, the recent daily moves of a history may be from a returns
+/// model's training scale before [`TrainedLstm::covers`] says the model does not cover it.
+/// Real coins' volatility regimes differ by 2-3x over their histories.
+pub const RETURN_SCALE_TOLERANCE: f64 = 4.0;
+
 /// Min-max scaling fitted on the training series.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct MinMaxScaler {
@@ -53,8 +60,27 @@ pub struct MinMaxScaler {
     pub max: f64,
 }
 
+/// How a model turns prices into network inputs and outputs, as recorded in its sidecar.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Transform {
+    /// The old service's: price levels min-max scaled by the model's [`MinMaxScaler`]; the
+    /// network predicts the next scaled price. Every format-1 sidecar is one of these.
+    #[default]
+    MinMaxLevels,
+    /// Daily log-returns `ln(p[t] / p[t-1])` divided by `scale` (a robust standard deviation of
+    /// the training returns) and clipped to +-`clip`; the network predicts the next one, and
+    /// the price path is the last price times exp of the accumulated returns.
+    LogReturns {
+        /// Returns are divided by this (> 0).
+        scale: f64,
+        /// Scaled inputs are clipped to +-this, so one crash day does not saturate the gates.
+        clip: f64,
+    },
+}
+
 /// What a training run measured.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct TrainingSummary {
     /// Prices the model was trained on (training and validation part).
     pub n_prices: usize,
@@ -76,6 +102,21 @@ pub struct TrainingSummary {
     pub validation_abs_log_errors_by_horizon: Vec<Vec<f64>>,
     /// Wall-clock seconds of the training run (including validation).
     pub train_seconds: f64,
+    /// Epoch (from 1) whose weights were kept: the lowest validation loss.
+    #[serde(default)]
+    pub best_epoch: usize,
+    /// Returns models: the weight of the network's move at horizon `h` (index `h - 1`), in
+    /// [0, 1], fitted on the validation origins; the served log-return is this times the
+    /// network's (0: the naive forecast). Beyond the last entry the last one holds. Empty for
+    /// level models, which serve the network unshrunk.
+    #[serde(default)]
+    pub horizon_weights: Vec<f64>,
+    /// Returns models: `ln(actual / served forecast)` of every validation origin divided by
+    /// the recent volatility at that origin ([`crate::forecast::intervals::recent_volatility`]),
+    /// index `h - 1`: the conformal scores behind bands and confidence, rescaled by the
+    /// volatility of the history a forecast is made from.
+    #[serde(default)]
+    pub validation_scaled_errors_by_horizon: Vec<Vec<f64>>,
 }
 
 /// A fitted LSTM: weights, scaler, config and training summary.
@@ -87,6 +128,7 @@ pub struct TrainedLstm {
     /// `params` packed for the single-window kernels, each on its first use.
     kernels: Kernels,
     scaler: MinMaxScaler,
+    transform: Transform,
     summary: TrainingSummary,
 }
 
@@ -155,14 +197,15 @@ pub fn train(
         hidden: config.hidden_size,
         layers: config.num_layers,
     };
-    let (data, scaler) = train::prepare(config, prices)?;
-    let fitted = train::fit(config, layout, prices, &data, scaler, progress)?;
+    let (data, scaler, transform) = train::prepare(config, prices)?;
+    let fitted = train::fit(config, layout, prices, &data, scaler, transform, progress)?;
     Ok(TrainedLstm {
         config: config.clone(),
         layout,
         kernels: Kernels::default(),
         params: fitted.params,
         scaler,
+        transform,
         summary: fitted.summary,
     })
 }
@@ -202,7 +245,23 @@ impl TrainedLstm {
     /// [`RANGE_TOLERANCE`] of its width on each side. A level model fed prices far outside
     /// what it saw (a model trained on made-up prices, then asked about the real coin)
     /// extrapolates wildly and its validation error says nothing about it.
+    ///
+    /// A returns model never sees a price level; it covers a history whose recent daily
+    /// moves (the robust scale of its last `2 * sequence_length` returns) are within a factor
+    /// [`RETURN_SCALE_TOLERANCE`] of those it was trained on. A model trained on a made-up
+    /// wave of 0.3% days does not speak for a coin that moves 3% a day.
     pub fn covers(&self, history: &[f64]) -> bool {
+        if let Transform::LogReturns { scale, .. } = self.transform {
+            let recent = &history[history
+                .len()
+                .saturating_sub(2 * self.config.sequence_length + 1)..];
+            let returns = train::log_returns(recent);
+            if returns.len() < 2 {
+                return true;
+            }
+            let ratio = train::robust_scale(&returns) / scale;
+            return (1.0 / RETURN_SCALE_TOLERANCE..=RETURN_SCALE_TOLERANCE).contains(&ratio);
+        }
         let width = self.scaler.max - self.scaler.min;
         let (low, high) = (
             self.scaler.min - RANGE_TOLERANCE * width,
@@ -241,20 +300,58 @@ impl TrainedLstm {
                 got: history.len(),
             });
         }
-        let mut window: Vec<f32> = history[history.len() - steps..]
-            .iter()
-            .map(|&p| self.scaler.scale(p))
-            .collect();
-        let floor = train::price_floor(self.scaler);
-        let mut out = Vec::with_capacity(horizon);
-        let mut push = |y: f32| {
-            let price = self.scaler.unscale(y);
-            out.push(if price.is_finite() {
-                price.max(floor)
-            } else {
-                floor
-            });
-        };
+        match self.transform {
+            Transform::MinMaxLevels => {
+                let window: Vec<f32> = history[history.len() - steps..]
+                    .iter()
+                    .map(|&p| self.scaler.scale(p))
+                    .collect();
+                let floor = train::price_floor(self.scaler);
+                let mut out = Vec::with_capacity(horizon);
+                self.network_path(window, horizon, precision, &mut |y| {
+                    let price = self.scaler.unscale(y);
+                    out.push(if price.is_finite() {
+                        price.max(floor)
+                    } else {
+                        floor
+                    });
+                });
+                Ok(out)
+            }
+            Transform::LogReturns { scale, clip } => {
+                let last = history[history.len() - 1];
+                if (1..=horizon).all(|h| self.horizon_weight(h) == 0.0) {
+                    // The network's move is weighted 0 everywhere: naive, without running it.
+                    return Ok(vec![last; horizon]);
+                }
+                let window = train::returns_window(history, steps, scale, clip);
+                let mut out = Vec::with_capacity(horizon);
+                let mut cumulative = 0.0f64;
+                self.network_path(window, horizon, precision, &mut |y| {
+                    cumulative += f64::from(y) * scale;
+                    let h = out.len() + 1;
+                    let price = last * (self.horizon_weight(h) * cumulative).exp();
+                    out.push(if price.is_finite() && price > 0.0 {
+                        price
+                    } else {
+                        last
+                    });
+                });
+                Ok(out)
+            }
+        }
+    }
+
+    /// Runs the network recursively `horizon` times from `window` (network units), handing
+    /// each output to `push`, on the fastest kernel `precision` allows.
+    fn network_path(
+        &self,
+        mut window: Vec<f32>,
+        horizon: usize,
+        precision: Precision,
+        push: &mut dyn FnMut(f32),
+    ) {
+        let steps = window.len();
         let quantized = match precision {
             Precision::Int16 => self
                 .kernels
@@ -270,7 +367,7 @@ impl TrainedLstm {
                     push(y);
                 }
             });
-            return Ok(out);
+            return;
         }
         let packed = self
             .kernels
@@ -279,11 +376,9 @@ impl TrainedLstm {
         if let Some(packed) = packed {
             SCRATCH.with(|cell| {
                 let scratch = &mut *cell.borrow_mut();
-                recurse(&mut window, horizon, &mut push, |w| {
-                    packed.predict(w, scratch)
-                });
+                recurse(&mut window, horizon, push, |w| packed.predict(w, scratch));
             });
-            return Ok(out);
+            return;
         }
         PREDICTOR.with(|cell| {
             let mut slot = cell.borrow_mut();
@@ -300,12 +395,79 @@ impl TrainedLstm {
                 }
             };
             let mut y = [0.0f32];
-            recurse(&mut window, horizon, &mut push, |w| {
+            recurse(&mut window, horizon, push, |w| {
                 predictor.predict(&self.params, &[w], &mut y);
                 y[0]
             });
         });
-        Ok(out)
+    }
+
+    /// How the model reads prices.
+    pub fn transform(&self) -> Transform {
+        self.transform
+    }
+
+    /// The weight of the network's move at `horizon` (see
+    /// [`TrainingSummary::horizon_weights`]): 1 for level models.
+    pub fn horizon_weight(&self, horizon: usize) -> f64 {
+        let w = &self.summary.horizon_weights;
+        if self.transform == Transform::MinMaxLevels || w.is_empty() {
+            return 1.0;
+        }
+        w[horizon.clamp(1, w.len()) - 1]
+    }
+
+    /// What answers at `horizon`, for `model.label`: `lstm`, `lstm(shrunk 0.30)` (the
+    /// network's move weighted 0.30, the rest naive) or `lstm(fallback: naive)`.
+    pub fn label(&self, horizon: usize) -> String {
+        match self.horizon_weight(horizon) {
+            w if w >= 0.995 => "lstm".into(),
+            w if w > 0.0 => format!("lstm(shrunk {w:.2})"),
+            _ => FALLBACK_LABEL.into(),
+        }
+    }
+
+    /// The conformal calibration of a forecast from `history`: for a returns model the
+    /// volatility-scaled validation errors times the volatility of `history`'s last
+    /// [`intervals::VOL_WINDOW`] days; for a level model the raw validation errors. Where
+    /// horizon 1 has too few, `history`'s daily moves are the fallback.
+    pub fn calibration(&self, history: &[f64]) -> Calibration {
+        let log_errors = match self.transform {
+            Transform::MinMaxLevels => self.summary.validation_abs_log_errors_by_horizon.clone(),
+            Transform::LogReturns { .. } => {
+                let vol = intervals::recent_volatility(history);
+                self.summary
+                    .validation_scaled_errors_by_horizon
+                    .iter()
+                    .map(|h| h.iter().map(|z| z * vol).collect())
+                    .collect()
+            }
+        };
+        // Built only when read: a served forecast otherwise spent ~5 us on the logarithms of a
+        // 365-price history.
+        let fallback_abs_errors = if Calibration::needs_fallback(&log_errors) {
+            history
+                .windows(2)
+                .map(|w| (w[1] / w[0]).ln().abs())
+                .filter(|e| e.is_finite())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Calibration {
+            log_errors,
+            fallback_abs_errors,
+        }
+    }
+
+    /// The MAPE (0.05 = 5%) to expect `horizon` days after `history`: `1 - confidence`. For a
+    /// returns model it is that of [`Self::calibration`] (so it follows the current
+    /// volatility); a level model keeps its validation MAPE, as it answered before.
+    pub fn expected_mape(&self, horizon: usize, history: &[f64]) -> f64 {
+        match self.transform {
+            Transform::MinMaxLevels => self.validation_mape(horizon),
+            Transform::LogReturns { .. } => self.calibration(history).mape(horizon),
+        }
     }
 
     /// Validation MAPE at `horizon`; beyond the measured horizons it is extrapolated
@@ -330,6 +492,7 @@ impl TrainedLstm {
         LstmMetadata {
             config: self.config.clone(),
             scaler: self.scaler,
+            transform: self.transform,
             summary: self.summary.clone(),
         }
     }
@@ -351,6 +514,19 @@ impl TrainedLstm {
             hidden: metadata.config.hidden_size,
             layers: metadata.config.num_layers,
         };
+        if let Transform::LogReturns { scale, clip } = metadata.transform {
+            if !(scale.is_finite() && scale > 0.0 && clip.is_finite() && clip > 0.0) {
+                return Err(LstmError::InvalidArtefact(format!(
+                    "log-return scale and clip must be finite and > 0, got {scale} and {clip}"
+                )));
+            }
+        }
+        let w = &metadata.summary.horizon_weights;
+        if !w.iter().all(|w| (0.0..=1.0).contains(w)) {
+            return Err(LstmError::InvalidArtefact(
+                "horizon weights must lie in [0, 1]".into(),
+            ));
+        }
         let params = artefact::from_safetensors(layout, weights)?;
         Ok(Self {
             config: metadata.config,
@@ -358,6 +534,7 @@ impl TrainedLstm {
             kernels: Kernels::default(),
             params,
             scaler: metadata.scaler,
+            transform: metadata.transform,
             summary: metadata.summary,
         })
     }
@@ -368,11 +545,18 @@ impl TrainedLstm {
 pub struct LstmMetadata {
     /// Hyper-parameters (they fix the tensor shapes).
     pub config: LstmConfig,
-    /// Scaler fitted on the training series.
+    /// Scaler fitted on the training series (a returns model's training range, for information).
     pub scaler: MinMaxScaler,
+    /// How prices become network inputs; absent (min-max levels) in format-1 sidecars.
+    #[serde(default)]
+    pub transform: Transform,
     /// What training measured.
     pub summary: TrainingSummary,
 }
+
+/// `model.label` of a returns model whose network's move is weighted 0 at the horizon asked:
+/// it did not beat the naive forecast on its own validation origins, so naive answers.
+pub const FALLBACK_LABEL: &str = "lstm(fallback: naive)";
 
 /// The recursive forecast: `horizon` times, `predict` the next (scaled) value from `window`,
 /// hand it to `push`, and append it to the window in place of the oldest value.
@@ -432,14 +616,24 @@ mod tests {
         }
     }
 
+    /// The old service's level model, as format-1 artefacts hold.
+    fn levels(config: LstmConfig) -> LstmConfig {
+        LstmConfig {
+            target: Target::Levels,
+            validation_fraction: 0.15,
+            patience: 0,
+            ..config
+        }
+    }
+
     #[test]
     fn training_on_real_btc_prices_lowers_the_loss() {
         let prices = btc_closes(300);
         let mut losses = Vec::new();
-        let config = LstmConfig {
+        let config = levels(LstmConfig {
             epochs: 6,
             ..LstmConfig::default()
-        };
+        });
         let model = train(&config, &prices, &mut |p| losses.push(p.train_loss)).unwrap();
         assert_eq!(losses.len(), 6);
         assert!(
@@ -478,11 +672,11 @@ mod tests {
     #[test]
     fn int16_forecasts_stay_within_2e4_of_f32_on_a_model_trained_on_real_prices() {
         let prices = btc_closes(400);
-        let config = LstmConfig {
+        let config = levels(LstmConfig {
             epochs: 3,
             threads: 1,
             ..LstmConfig::default()
-        };
+        });
         let model = train(&config, &prices, &mut |_| {}).unwrap();
         for end in (300..=400).step_by(20) {
             let history = &prices[..end];
@@ -498,7 +692,7 @@ mod tests {
     #[test]
     fn forecast_returns_exactly_h_prices_and_the_h_step_path_extends_the_one_step_one() {
         let prices = btc_closes(200);
-        let model = train(&quick_config(2), &prices, &mut |_| {}).unwrap();
+        let model = train(&levels(quick_config(2)), &prices, &mut |_| {}).unwrap();
         let one = model.forecast(&prices, 1).unwrap();
         let seven = model.forecast(&prices, 7).unwrap();
         assert_eq!(one.len(), 1);
@@ -537,7 +731,14 @@ mod tests {
     #[test]
     fn too_few_prices_is_a_clear_error() {
         assert!(matches!(
-            train(&quick_config(1), &[1.0; 61], &mut |_| {}),
+            train(&quick_config(1), &[1.0; 62], &mut |_| {}),
+            Err(LstmError::NotEnoughPrices {
+                needed: 63,
+                got: 62
+            })
+        ));
+        assert!(matches!(
+            train(&levels(quick_config(1)), &[1.0; 61], &mut |_| {}),
             Err(LstmError::NotEnoughPrices {
                 needed: 62,
                 got: 61
@@ -566,5 +767,86 @@ mod tests {
             TrainedLstm::from_parts(b"not safetensors", model.metadata()),
             Err(LstmError::InvalidArtefact(_))
         ));
+    }
+
+    /// A returns model of BTC whose horizon weights are set to `w` at every horizon.
+    fn returns_model_with_weight(w: f64) -> (TrainedLstm, Vec<f64>) {
+        let prices = btc_closes(400);
+        let mut model = train(&quick_config(3), &prices, &mut |_| {}).unwrap();
+        assert!(matches!(model.transform(), Transform::LogReturns { .. }));
+        let n = model.summary.horizon_weights.len();
+        assert_eq!(n, 30);
+        model.summary.horizon_weights = vec![w; n];
+        (model, prices)
+    }
+
+    #[test]
+    fn a_returns_model_shrinks_its_move_by_the_horizon_weight_and_says_so() {
+        let (full, prices) = returns_model_with_weight(1.0);
+        let (half, _) = returns_model_with_weight(0.5);
+        let (none, _) = returns_model_with_weight(0.0);
+        let last = *prices.last().unwrap();
+        let a = full.forecast(&prices, 7).unwrap();
+        let b = half.forecast(&prices, 7).unwrap();
+        for (x, y) in a.iter().zip(&b) {
+            let expected = last * (0.5 * (x / last).ln()).exp();
+            assert!((y - expected).abs() <= 1e-9 * expected, "{y} vs {expected}");
+        }
+        assert_eq!(none.forecast(&prices, 7).unwrap(), vec![last; 7]);
+        assert_eq!(full.label(7), "lstm");
+        assert_eq!(half.label(7), "lstm(shrunk 0.50)");
+        assert_eq!(none.label(7), FALLBACK_LABEL);
+        // Beyond the measured horizons the last weight holds.
+        assert_eq!(half.horizon_weight(90), 0.5);
+    }
+
+    #[test]
+    fn a_returns_model_ignores_the_price_level() {
+        let (model, prices) = returns_model_with_weight(1.0);
+        let scaled: Vec<f64> = prices.iter().map(|p| p * 1000.0).collect();
+        assert!(model.covers(&scaled));
+        let a = model.forecast(&prices, 10).unwrap();
+        let b = model.forecast(&scaled, 10).unwrap();
+        for (x, y) in a.iter().zip(&b) {
+            assert!((y / x / 1000.0 - 1.0).abs() < 1e-9, "{x} vs {y}");
+        }
+        // Exactly one window of prices is enough; the unknown oldest return counts as flat.
+        assert_eq!(model.forecast(&prices[..60], 3).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn bands_and_expected_error_follow_the_recent_volatility() {
+        let (model, prices) = returns_model_with_weight(0.0);
+        // The same history with every log-return doubled: its recent volatility doubles.
+        let p0 = prices[0];
+        let wild: Vec<f64> = prices.iter().map(|p| p0 * (p / p0).powi(2)).collect();
+        let calm = model.calibration(&prices);
+        let stormy = model.calibration(&wild);
+        for h in [1, 7, 30] {
+            let (q1, q2) = (calm.half_width(h, 0.8), stormy.half_width(h, 0.8));
+            assert!(
+                q1 > 0.0 && (q2 / q1 - 2.0).abs() < 1e-9,
+                "h {h}: {q1} vs {q2}"
+            );
+            assert!(model.expected_mape(h, &wild) > model.expected_mape(h, &prices));
+        }
+    }
+
+    #[test]
+    fn returns_model_artefacts_round_trip_and_record_their_transform() {
+        let (model, prices) = returns_model_with_weight(0.4);
+        let meta = model.metadata();
+        let json = serde_json::to_value(&meta).unwrap();
+        assert_eq!(json["transform"]["kind"], "log_returns");
+        assert_eq!(json["config"]["target"], "log_returns");
+        let back: LstmMetadata = serde_json::from_value(json).unwrap();
+        let loaded = TrainedLstm::from_parts(&model.weights_safetensors(), back).unwrap();
+        assert_eq!(
+            loaded.forecast(&prices, 5).unwrap(),
+            model.forecast(&prices, 5).unwrap()
+        );
+        let mut bad = model.metadata();
+        bad.summary.horizon_weights[0] = 1.5;
+        assert!(TrainedLstm::from_parts(&model.weights_safetensors(), bad).is_err());
     }
 }
