@@ -709,22 +709,13 @@ pub fn render_markdown(rows: &[BacktestRow]) -> String {
         out += &format!(" {} stated | {} realised |", days(h), days(h));
     }
     out += &format!("\n|---|{}\n", "---:|".repeat(2 * horizons.len()));
-    for &m in &models {
-        out += &format!("| {m} |");
-        for &h in &horizons {
-            out += &summary
-                .iter()
-                .find(|r| r.model == m && r.horizon == h)
-                .map_or(" | |".into(), |r| {
-                    format!(
-                        " {:.1}% | {:.1}% |",
-                        r.mean_confidence * 100.0,
-                        r.mean_realised_confidence * 100.0
-                    )
-                });
-        }
-        out.push('\n');
-    }
+    out += &model_rows(&summary, &models, &horizons, " | |", |r| {
+        format!(
+            " {:.1}% | {:.1}% |",
+            r.mean_confidence * 100.0,
+            r.mean_realised_confidence * 100.0
+        )
+    });
     out += &format!(
         "\n### Coverage of the {} interval by volatility tercile (all series' cutoffs pooled; calm / middle / turbulent)\n\n| model |",
         levels.first().map_or(String::new(), |&l| pct(l))
@@ -733,19 +724,10 @@ pub fn render_markdown(rows: &[BacktestRow]) -> String {
         out += &format!(" {} |", days(h));
     }
     out += &format!("\n|---|{}\n", "---:|".repeat(horizons.len()));
-    for &m in &models {
-        out += &format!("| {m} |");
-        for &h in &horizons {
-            out += &summary
-                .iter()
-                .find(|r| r.model == m && r.horizon == h)
-                .map_or(" |".into(), |r| {
-                    let [a, b, c] = r.coverage_by_volatility_tercile;
-                    format!(" {} / {} / {} |", pct(a), pct(b), pct(c))
-                });
-        }
-        out.push('\n');
-    }
+    out += &model_rows(&summary, &models, &horizons, " |", |r| {
+        let [a, b, c] = r.coverage_by_volatility_tercile;
+        format!(" {} / {} / {} |", pct(a), pct(b), pct(c))
+    });
     for &h in &horizons {
         out += &format!(
             "\n### {} ahead: MASE (coverage of the {} interval)\n\n| series | folds |",
@@ -771,6 +753,27 @@ pub fn render_markdown(rows: &[BacktestRow]) -> String {
             }
             out.push('\n');
         }
+    }
+    out
+}
+
+/// A Markdown table body with a row per model and a cell per horizon: `cell` of the model's
+/// summary row at that horizon, `empty` where it has none.
+fn model_rows(
+    summary: &[OverallRow],
+    models: &[&str],
+    horizons: &[usize],
+    empty: &str,
+    cell: impl Fn(&OverallRow) -> String,
+) -> String {
+    let mut out = String::new();
+    for &m in models {
+        out += &format!("| {m} |");
+        for &h in horizons {
+            let row = summary.iter().find(|r| r.model == m && r.horizon == h);
+            out += &row.map_or_else(|| empty.to_string(), &cell);
+        }
+        out.push('\n');
     }
     out
 }

@@ -337,7 +337,6 @@ fn run_predict(args: PredictArgs) -> anyhow::Result<()> {
     let response = PredictResponse::from_lstm(
         &symbol,
         &forecast,
-        history.as_slice(),
         crate::forecast::intervals::DEFAULT_LEVEL,
         registry.version().as_str(),
         crate::now_rfc3339(),

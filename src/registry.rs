@@ -33,6 +33,7 @@ use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 
 use crate::domain::{Horizon, ModelVersion, PriceSeries, Symbol};
+use crate::forecast::intervals::Calibration;
 use crate::forecast::lstm::{self, LstmConfig, LstmError, Precision, TrainedLstm};
 use crate::ops::metrics::Metrics;
 use crate::store::{self, ModelStore, StoreError};
@@ -158,8 +159,10 @@ pub struct Forecast {
     pub current_price: f64,
     /// The last price of the path.
     pub predicted_price: f64,
-    /// `1 - validation MAPE at the horizon`, clamped to [0, 1].
+    /// `1 - expected MAPE at the horizon`, clamped to [0, 1].
     pub confidence: f64,
+    /// The errors that band the path and gave `confidence` ([`TrainedLstm::calibration`]).
+    pub calibration: Calibration,
     /// The model that produced it.
     pub model: Arc<TrainedLstm>,
 }
@@ -353,8 +356,10 @@ impl Registry {
                 })
             }
         };
+        let calibration = model.calibration(&history, horizon.get());
         Ok(Forecast {
-            confidence: confidence(model.expected_mape(horizon.get(), &history)),
+            confidence: confidence(model.expected_mape_with(horizon.get(), &calibration)),
+            calibration,
             path,
             current_price,
             predicted_price,

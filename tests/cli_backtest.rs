@@ -5,6 +5,9 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+#[path = "common/backtest_row.rs"]
+mod backtest_row;
+
 fn backtest(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_coinsphere-ml"))
         .arg("backtest")
@@ -50,27 +53,7 @@ fn json_rows_name_the_symbol_from_the_file_and_score_every_fold() {
     let rows: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(rows.len(), 2 * 3 * 2);
     for row in &rows {
-        let mut keys: Vec<&str> = row
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        keys.sort_unstable();
-        assert_eq!(
-            keys,
-            [
-                "coverage",
-                "horizon",
-                "mae",
-                "mape",
-                "mase",
-                "mean_confidence",
-                "model",
-                "n",
-                "symbol"
-            ]
-        );
+        backtest_row::assert_row_keys(row);
         assert!(["BTC", "ETH"].contains(&row["symbol"].as_str().unwrap()));
         assert_eq!(row["n"], 4);
         let coverage = row["coverage"].as_f64().unwrap();

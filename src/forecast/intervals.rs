@@ -239,6 +239,34 @@ pub fn rolling_calibration(
     })
 }
 
+/// [`rolling_calibration`] of the naive forecast, computed directly: naive refitted at a
+/// cutoff carries the price before it, so each error is a difference of two log prices. The
+/// same numbers, bit for bit (tested), without refitting (and re-reading) every prefix. The
+/// LSTM's bands at a horizon where naive answers for it come from here.
+///
+/// # Errors
+/// [`ForecastError::InvalidPrice`] for a price that is not finite and > 0.
+pub fn naive_calibration(
+    prices: &[f64],
+    max_horizon: usize,
+    settings: &CalibrationSettings,
+) -> Result<Calibration, ForecastError> {
+    let logs = log_prices(prices, 1)?;
+    let n = prices.len();
+    let mut log_errors = vec![Vec::new(); max_horizon];
+    for cutoff in calibration_origins(n, settings.min_train.max(1), settings) {
+        let last = logs[cutoff - 1];
+        for (h, errors) in log_errors.iter_mut().enumerate().take(n - cutoff) {
+            errors.push(logs[cutoff + h] - last);
+        }
+    }
+    let fallback_abs_errors = logs.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
+    Ok(Calibration {
+        log_errors,
+        fallback_abs_errors,
+    })
+}
+
 /// One day of a forecast path.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize)]
 pub struct PathPoint {
@@ -350,6 +378,19 @@ pub fn forecast_with_settings(
 pub(crate) mod tests {
     use super::*;
     use crate::forecast::naive::Naive;
+
+    #[test]
+    fn the_direct_naive_calibration_is_the_refitted_one() {
+        let prices: Vec<f64> = (0..700)
+            .map(|i| 100.0 * (1.0 + 0.2 * (i as f64 / 17.0).sin() + 0.001 * i as f64))
+            .collect();
+        let settings = CalibrationSettings::default();
+        for (n, h) in [(700, 30), (61, 30), (365, 90), (2, 1)] {
+            let direct = naive_calibration(&prices[..n], h, &settings).unwrap();
+            let refitted = rolling_calibration(&Naive, &prices[..n], h, &settings).unwrap();
+            assert_eq!(direct, refitted, "{n} prices, {h} days");
+        }
+    }
 
     /// The values bench/stats_reference.py computed with statsforecast.
     pub(crate) fn fixture() -> serde_json::Value {

@@ -54,12 +54,6 @@ impl FittedLstm {
     }
 }
 
-/// The conformal calibration of a forecast of `model` after `history`
-/// ([`TrainedLstm::calibration`]).
-pub fn lstm_calibration(model: &TrainedLstm, history: &[f64]) -> Calibration {
-    model.calibration(history)
-}
-
 impl Forecaster for LstmForecaster {
     fn name(&self) -> &'static str {
         "lstm"
@@ -98,8 +92,8 @@ impl FittedForecaster for FittedLstm {
         self.model.label(horizon)
     }
 
-    fn calibration(&self, _horizon: usize) -> Option<Calibration> {
-        Some(lstm_calibration(&self.model, &self.history))
+    fn calibration(&self, horizon: usize) -> Option<Calibration> {
+        Some(self.model.calibration(&self.history, horizon))
     }
 }
 

@@ -8,7 +8,6 @@ use super::extract::{Fields, FromJson};
 use super::fastjson::{self, Field};
 use crate::domain::Symbol;
 use crate::forecast::intervals::{banded_path, IntervalForecast, PathPoint, DEFAULT_LEVEL};
-use crate::forecast::lstm_forecaster::lstm_calibration;
 use crate::registry::Forecast;
 use crate::risk::measures::RiskMeasures;
 use crate::risk::RiskScore;
@@ -242,21 +241,19 @@ impl PredictResponse {
     }
 
     /// The answer for an LSTM forecast of the registry: the path banded at `level` by the
-    /// errors the model measured on its validation tail (`history`'s daily moves where too
-    /// few were measured). `version` is the registry's model version.
+    /// forecast's calibration ([`crate::forecast::lstm::TrainedLstm::calibration`]).
+    /// `version` is the registry's model version.
     pub fn from_lstm(
         symbol: &Symbol,
         forecast: &Forecast,
-        history: &[f64],
         level: f64,
         version: &str,
         timestamp: String,
     ) -> Self {
-        let calibration = lstm_calibration(&forecast.model, history);
         Self::new(
             symbol,
             forecast.current_price,
-            banded_path(&forecast.path, &calibration, level),
+            banded_path(&forecast.path, &forecast.calibration, level),
             forecast.confidence,
             level,
             ModelInfo {

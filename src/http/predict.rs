@@ -197,7 +197,6 @@ async fn forecast_lstm(
     Ok(PredictResponse::from_lstm(
         &symbol,
         &forecast,
-        history.as_slice(),
         level,
         state.registry.version().as_str(),
         crate::now_rfc3339(),

@@ -316,27 +316,7 @@ async fn a_backtest_answers_the_rows_of_the_json_report() {
         vec![("naive", 1), ("naive", 7), ("theta", 1), ("theta", 7)]
     );
     for row in rows {
-        let mut keys: Vec<&str> = row
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(|k| k.as_str())
-            .collect();
-        keys.sort_unstable();
-        assert_eq!(
-            keys,
-            [
-                "coverage",
-                "horizon",
-                "mae",
-                "mape",
-                "mase",
-                "mean_confidence",
-                "model",
-                "n",
-                "symbol"
-            ]
-        );
+        crate::backtest_row::assert_row_keys(row);
         assert_eq!(row["symbol"], "SYNTH");
         assert_eq!(row["n"], 5);
         let coverage = row["coverage"].as_f64().unwrap();

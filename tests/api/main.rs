@@ -2,6 +2,8 @@
 //!
 //! One binary (this file and its modules) so the crate is linked once.
 
+#[path = "../common/backtest_row.rs"]
+mod backtest_row;
 mod forecast_models;
 mod helpers;
 mod models;
