@@ -217,32 +217,18 @@ pub fn rolling_calibration(
     max_horizon: usize,
     settings: &CalibrationSettings,
 ) -> Result<Calibration, ForecastError> {
-    let logs = log_prices(prices, 1)?;
-    let n = prices.len();
     let min_train = settings.min_train.max(model.min_history());
-    let mut log_errors = vec![Vec::new(); max_horizon];
-    for cutoff in calibration_origins(n, min_train, settings) {
-        let reach = max_horizon.min(n - cutoff);
+    calibrate(prices, max_horizon, min_train, settings, |cutoff, reach| {
         // A model that cannot fit this prefix contributes no errors rather than failing
         // the whole forecast: the remaining origins still calibrate it.
-        let Ok(fitted) = model.fit(&prices[..cutoff]) else {
-            continue;
-        };
-        for (h, f) in fitted.predict(reach).into_iter().enumerate() {
-            log_errors[h].push(logs[cutoff + h] - f.ln());
-        }
-    }
-    let fallback_abs_errors = logs.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
-    Ok(Calibration {
-        log_errors,
-        fallback_abs_errors,
+        Some(model.fit(&prices[..cutoff]).ok()?.predict(reach))
     })
 }
 
 /// [`rolling_calibration`] of the naive forecast, computed directly: naive refitted at a
-/// cutoff carries the price before it, so each error is a difference of two log prices. The
-/// same numbers, bit for bit (tested), without refitting (and re-reading) every prefix. The
-/// LSTM's bands at a horizon where naive answers for it come from here.
+/// cutoff carries the price before it. The same numbers, bit for bit (tested), without
+/// refitting (and re-reading) every prefix. The LSTM's bands at a horizon where naive answers
+/// for it come from here.
 ///
 /// # Errors
 /// [`ForecastError::InvalidPrice`] for a price that is not finite and > 0.
@@ -251,13 +237,31 @@ pub fn naive_calibration(
     max_horizon: usize,
     settings: &CalibrationSettings,
 ) -> Result<Calibration, ForecastError> {
+    let min_train = settings.min_train.max(1);
+    calibrate(prices, max_horizon, min_train, settings, |cutoff, reach| {
+        Some(vec![prices[cutoff - 1]; reach])
+    })
+}
+
+/// The errors at horizons 1..=`max_horizon` of `forecast(cutoff, reach)`, the path of
+/// `reach` days after `prices[..cutoff]` (`None`: no forecast from that cutoff), at the
+/// calibration cutoffs of `prices`.
+fn calibrate(
+    prices: &[f64],
+    max_horizon: usize,
+    min_train: usize,
+    settings: &CalibrationSettings,
+    mut forecast: impl FnMut(usize, usize) -> Option<Vec<f64>>,
+) -> Result<Calibration, ForecastError> {
     let logs = log_prices(prices, 1)?;
     let n = prices.len();
     let mut log_errors = vec![Vec::new(); max_horizon];
-    for cutoff in calibration_origins(n, settings.min_train.max(1), settings) {
-        let last = logs[cutoff - 1];
-        for (h, errors) in log_errors.iter_mut().enumerate().take(n - cutoff) {
-            errors.push(logs[cutoff + h] - last);
+    for cutoff in calibration_origins(n, min_train, settings) {
+        let Some(path) = forecast(cutoff, max_horizon.min(n - cutoff)) else {
+            continue;
+        };
+        for (h, f) in path.into_iter().enumerate() {
+            log_errors[h].push(logs[cutoff + h] - f.ln());
         }
     }
     let fallback_abs_errors = logs.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
