@@ -226,7 +226,10 @@ impl PredictResponse {
             current_price,
             predicted_price,
             prediction_change: change,
-            prediction_change_percent: change / current_price * 100.0,
+            // A finite path from a price near the smallest double can move by more than the
+            // largest one in per cent; JSON has no infinity (it would print null), so the
+            // number saturates, as an unbounded band's `upper` does.
+            prediction_change_percent: (change / current_price * 100.0).clamp(-f64::MAX, f64::MAX),
             confidence: if confidence.is_finite() {
                 confidence.clamp(0.0, 1.0)
             } else {
@@ -369,6 +372,27 @@ mod tests {
             ));
         }
         out
+    }
+
+    #[test]
+    fn a_change_beyond_the_largest_double_saturates_instead_of_printing_null() {
+        let point = PathPoint {
+            day: 1,
+            price: 3.2e103,
+            lower: 1e-200,
+            upper: f64::INFINITY,
+        };
+        let symbol: Symbol = "BTC".parse().unwrap();
+        let info = ModelInfo {
+            name: "moving_average".into(),
+            version: "v".into(),
+            label: "moving_average".into(),
+        };
+        let r = PredictResponse::new(&symbol, 1.4e-225, vec![point], 0.0, 0.8, info, "t".into());
+        assert_eq!(r.prediction_change_percent, f64::MAX);
+        let json = serde_json::to_value(&r).unwrap();
+        assert!(json["prediction_change_percent"].is_number(), "{json}");
+        assert!(json["forecast"][0]["upper"].is_number(), "{json}");
     }
 
     #[test]
