@@ -358,7 +358,7 @@ impl Registry {
         };
         let calibration = model.calibration(&history, horizon.get());
         Ok(Forecast {
-            confidence: confidence(model.expected_mape_with(horizon.get(), &calibration)),
+            confidence: confidence(model.expected_mape(horizon.get(), &calibration)),
             calibration,
             path,
             current_price,

@@ -459,41 +459,34 @@ impl TrainedLstm {
     /// The log errors by horizon of [`Self::calibration`] for a returns model.
     fn returns_calibration(&self, history: &[f64], horizon: usize) -> Vec<Vec<f64>> {
         let scaled = &self.summary.validation_scaled_errors_by_horizon;
+        let len = horizon.max(scaled.len());
+        // Weights never rise with the horizon, so naive answers from the first zero on.
+        // (horizons the network serves, naive's errors at every horizon)
+        let naive = (1..=len)
+            .find(|&h| self.horizon_weight(h) == 0.0)
+            .and_then(|h0| {
+                let settings = intervals::CalibrationSettings::default();
+                let naive = intervals::naive_calibration(history, len, &settings).ok()?;
+                Some((h0 - 1, naive.log_errors))
+            });
+        let served = naive.as_ref().map_or(scaled.len(), |(served, _)| *served);
+        // Only the horizons the network's move serves are rescaled (usually none).
         let vol = intervals::recent_volatility(history);
-        let mut log_errors: Vec<Vec<f64>> = scaled
+        let mut log_errors: Vec<Vec<f64>> = scaled[..served.min(scaled.len())]
             .iter()
             .map(|h| h.iter().map(|z| z * vol).collect())
             .collect();
-        let len = horizon.max(log_errors.len());
-        // Weights never rise with the horizon, so naive answers from the first zero on.
-        let Some(first_naive) = (1..=len).find(|&h| self.horizon_weight(h) == 0.0) else {
-            return log_errors;
-        };
-        let settings = intervals::CalibrationSettings::default();
-        let Ok(naive) = intervals::naive_calibration(history, len, &settings) else {
-            return log_errors;
-        };
-        log_errors.resize(len, Vec::new());
-        for (h, errors) in naive
-            .log_errors
-            .into_iter()
-            .enumerate()
-            .skip(first_naive - 1)
-        {
-            log_errors[h] = errors;
+        if let Some((_, mut naive)) = naive {
+            log_errors.resize(served, Vec::new());
+            log_errors.extend(naive.drain(served..));
         }
         log_errors
     }
 
-    /// The MAPE (0.05 = 5%) to expect `horizon` days after `history`: `1 - confidence`. For a
-    /// returns model it is that of [`Self::calibration`] (so it follows the current
-    /// volatility); a level model keeps its validation MAPE, as it answered before.
-    pub fn expected_mape(&self, horizon: usize, history: &[f64]) -> f64 {
-        self.expected_mape_with(horizon, &self.calibration(history, horizon))
-    }
-
-    /// [`Self::expected_mape`] from the [`Self::calibration`] already built for the forecast.
-    pub fn expected_mape_with(&self, horizon: usize, calibration: &Calibration) -> f64 {
+    /// The MAPE (0.05 = 5%) to expect `horizon` days ahead: `1 - confidence`. For a returns
+    /// model it is that of `calibration`, the forecast's [`Self::calibration`] (so it follows
+    /// the current volatility); a level model keeps its validation MAPE, as it answered before.
+    pub fn expected_mape(&self, horizon: usize, calibration: &Calibration) -> f64 {
         match self.transform {
             Transform::MinMaxLevels => self.validation_mape(horizon),
             Transform::LogReturns { .. } => calibration.mape(horizon),
@@ -860,7 +853,7 @@ mod tests {
         for h in [7, 30, 90] {
             assert_eq!(mixed.log_errors[h - 1], naive.log_errors[h - 1], "h {h}");
             assert_eq!(mixed.mape(h), naive.mape(h));
-            assert_eq!(model.expected_mape(h, &prices), naive.mape(h));
+            assert_eq!(model.expected_mape(h, &mixed), naive.mape(h));
         }
     }
 
@@ -878,7 +871,7 @@ mod tests {
                 q1 > 0.0 && (q2 / q1 - 2.0).abs() < 1e-9,
                 "h {h}: {q1} vs {q2}"
             );
-            assert!(model.expected_mape(h, &wild) > model.expected_mape(h, &prices));
+            assert!(model.expected_mape(h, &stormy) > model.expected_mape(h, &calm));
         }
     }
 
