@@ -5,27 +5,7 @@ use coinsphere_ml::forecast::lstm::{train, LstmConfig, Precision};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn btc_closes(last: usize) -> Vec<f64> {
-    let csv = std::fs::read_to_string(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/prices/BTC.csv"),
-    )
-    .expect("data/prices/BTC.csv");
-    let mut lines = csv.lines();
-    let col = lines
-        .next()
-        .expect("header")
-        .split(',')
-        .position(|h| h == "close")
-        .expect("close column");
-    let closes: Vec<f64> = lines
-        .map(|l| {
-            l.split(',')
-                .nth(col)
-                .expect("close")
-                .parse()
-                .expect("number")
-        })
-        .collect();
-    closes[closes.len() - last..].to_vec()
+    coinsphere_ml::prices::repository_last_closes("BTC", last)
 }
 
 fn benches(c: &mut Criterion) {

@@ -1,7 +1,9 @@
 //! coinsphere-ml: per-symbol LSTM price forecasts and CB-05 risk scores.
 //!
-//! Dependencies point inward: [`domain`] and [`risk`] know nothing of HTTP or the engine;
-//! [`store`] and [`registry`] manage models; only [`http`] sees axum; [`cli`] wires it together.
+//! Dependencies only point down (ARCHITECTURE.md draws the layers): [`domain`], [`telemetry`]
+//! and [`prices`] at the bottom; the models ([`forecast`], [`risk`]) and their evaluation
+//! ([`backtest`], [`chart`]); [`store`] and [`registry`] keep trained models; [`settings`]; only
+//! [`http`] sees axum; [`cli`] wires it together.
 
 pub mod backtest;
 pub mod chart;
@@ -9,11 +11,12 @@ pub mod cli;
 pub mod domain;
 pub mod forecast;
 pub mod http;
-pub mod ops;
+pub mod prices;
 pub mod registry;
 pub mod risk;
 pub mod settings;
 pub mod store;
+pub mod telemetry;
 
 /// The current time as RFC 3339 UTC with a `Z` (the contract's timestamp format).
 pub fn now_rfc3339() -> String {

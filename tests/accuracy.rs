@@ -4,9 +4,9 @@
 
 use std::path::Path;
 
-use coinsphere_ml::backtest::{
-    models_from_names, overall, read_csv, render_overall_table, run_backtest, BacktestConfig,
-};
+use coinsphere_ml::backtest::report::{overall, render_overall_table};
+use coinsphere_ml::backtest::{models_from_names, run_backtest, BacktestConfig};
+use coinsphere_ml::prices::read_csv;
 
 #[test]
 #[ignore = "backtests ten coins at 100 folds (about a minute in release)"]

@@ -4,7 +4,7 @@
 //! can only come from a fitted model. The statistical models ([`naive`], [`drift`],
 //! [`moving_average`], [`ets`], [`theta`], [`ensemble`], [`auto`]) need only a few dozen
 //! prices and fit in microseconds to milliseconds; the LSTM of SPEC section 3 lives in
-//! [`lstm`] and is wrapped for this trait by [`lstm_forecaster`].
+//! [`lstm`] and is wrapped for this trait by [`lstm::forecaster`].
 //!
 //! The statistical models work on log prices: crypto prices move multiplicatively, so a
 //! trend or a drift is a growth rate, forecasts stay positive, and one model fits a coin
@@ -17,7 +17,6 @@ pub mod ensemble;
 pub mod ets;
 pub mod intervals;
 pub mod lstm;
-pub mod lstm_forecaster;
 pub mod moving_average;
 pub mod naive;
 pub mod theta;
@@ -113,7 +112,7 @@ pub fn model_by_name(name: &str) -> Result<Box<dyn Forecaster>, ForecastError> {
         "theta" => Box::new(theta::Theta::default()),
         "ensemble" => Box::new(ensemble::Ensemble::default()),
         "auto" => Box::new(auto::Auto::default()),
-        "lstm" => Box::new(lstm_forecaster::LstmForecaster::default()),
+        "lstm" => Box::new(lstm::forecaster::LstmForecaster::default()),
         _ => {
             return Err(ForecastError::UnknownModel {
                 name: name.to_string(),

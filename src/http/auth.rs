@@ -1,7 +1,7 @@
 //! Access control: when `API_KEYS` is set, the routes that change models (train, update, and
 //! `DELETE /models/{symbol}?purge=true`) need `Authorization: Bearer <key>`: 401 without one,
 //! 403 with a wrong one. Reads, predictions and plain unloading stay open; on-demand training
-//! from request data follows `TRAINING_MODE` (see [`crate::ops::settings::TrainingMode`]).
+//! from request data follows `TRAINING_MODE` (see [`crate::settings::ops::TrainingMode`]).
 //!
 //! The decision is taken by the handler, from the same parsed and typed request it acts on
 //! ([`RequireKey`] for train and update, [`check_key`] once `purge` is parsed), never from the
@@ -18,8 +18,8 @@ use sha2::{Digest, Sha256};
 
 use super::ops::OpsError;
 use super::AppState;
-use crate::ops::settings::TrainingMode;
 use crate::registry::{TrainingPermission, TrainingRefusal};
+use crate::settings::ops::TrainingMode;
 
 /// What a request's `Authorization` header proves against `API_KEYS`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -17,16 +17,17 @@ use axum::routing::post;
 use axum::{Extension, Router};
 use serde_json::{json, Value};
 
-use super::error::{error_chain, ApiError, FieldError};
+use super::error::{ApiError, FieldError};
 use super::extract::{ApiJson, Fields, FromJson};
 use super::logging::RequestSymbol;
 use super::{check_level, check_model, check_prices, check_symbol, value_error, AppState};
-use crate::backtest::{
-    render_json, run_backtest_cancellable, BacktestConfig, BacktestError, Series,
-};
+use crate::backtest::report::render_json;
+use crate::backtest::{run_backtest_cancellable, BacktestConfig, BacktestError};
 use crate::domain::{PriceSeries, Symbol};
 use crate::forecast::intervals::DEFAULT_LEVEL;
 use crate::forecast::{model_by_name, MODEL_NAMES};
+use crate::prices::Series;
+use crate::telemetry::error_chain;
 
 /// The models backtested when the request names none: every statistical model of
 /// [`MODEL_NAMES`]. The LSTM only when named, since it trains once per fold.

@@ -195,6 +195,10 @@ pub fn openapi(max_days_ahead: usize, max_prices: usize) -> Value {
                 "responses": {"200": ok("Liveness", "Alive")}}},
             "/health/ready": {"get": {"summary": "Readiness probe: start-up and warm-up are done", "operationId": "check_readiness",
                 "responses": {"200": ok("Readiness", "Ready for traffic"), "503": ok("Readiness", "Starting, warming up or shutting down")}}},
+            "/v2/health/live": {"get": {"summary": "Liveness probe at the KServe / Open Inference Protocol V2 path", "operationId": "check_liveness_v2",
+                "responses": {"200": ok("Liveness", "Alive")}}},
+            "/v2/health/ready": {"get": {"summary": "Readiness probe at the KServe / Open Inference Protocol V2 path", "operationId": "check_readiness_v2",
+                "responses": {"200": ok("Readiness", "Ready for traffic"), "503": ok("Readiness", "Starting, warming up or shutting down")}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "serve_metrics",
                 "responses": {"200": text("Prometheus text format 0.0.4")}}},
             "/openapi.json": {"get": {"summary": "This document", "operationId": "serve_openapi", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
@@ -463,6 +467,7 @@ mod tests {
             ("/models/{symbol}", "delete"),
             ("/backtest", "post"),
             ("/health/ready", "get"),
+            ("/v2/health/ready", "get"),
         ] {
             let expected = (expected.0.to_owned(), expected.1.to_owned());
             assert!(

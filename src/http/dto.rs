@@ -352,12 +352,10 @@ mod tests {
     /// Bodies as the benchmark and the old service's clients write them (Python's `json.dumps`
     /// of real closes), plus every optional field and odd spacing.
     fn bodies() -> Vec<String> {
-        let csv = include_str!("../../data/prices/BTC.csv");
-        let mut lines = csv.lines();
-        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-        let col = header.iter().position(|h| *h == "close").unwrap();
-        let closes: Vec<String> = lines
-            .map(|l| l.split(',').nth(col).unwrap().to_owned())
+        // Python's `repr` of a float, as `json.dumps` writes it, is Rust's `{:?}`.
+        let closes: Vec<String> = crate::prices::repository_closes("BTC")
+            .iter()
+            .map(|p| format!("{p:?}"))
             .collect();
         let mut out = Vec::new();
         for (k, w) in closes.chunks(365).enumerate() {

@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 use crate::domain::Symbol;
 use crate::registry::{RegistryError, TrainingRefusal, MIN_FORECAST_PRICES, MIN_TRAINING_PRICES};
 use crate::risk::RISK_WINDOW;
+use crate::telemetry::error_chain;
 
 /// One entry of a FastAPI-style validation `detail` list.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -278,16 +279,4 @@ impl From<RegistryError> for ApiError {
             | RegistryError::TaskFailed(_)) => Self::Internal(error_chain(&e)),
         }
     }
-}
-
-/// `error: cause: cause...`, for logs.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
 }

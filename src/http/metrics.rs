@@ -12,7 +12,7 @@ use axum::routing::get;
 use axum::Router;
 
 use super::AppState;
-use crate::ops::metrics::Gauge;
+use crate::telemetry::metrics::Gauge;
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {

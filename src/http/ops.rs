@@ -10,11 +10,11 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use super::error::ApiError;
+use super::probes::Readiness;
 use super::AppState;
 use crate::domain::{PriceSeries, Symbol};
-use crate::ops::retrain::Retrainer;
-use crate::ops::settings::{ApiKeys, OpsSettings, TrainingMode};
-use crate::ops::Readiness;
+use crate::registry::retrain::Retrainer;
+use crate::settings::ops::{ApiKeys, OpsSettings, TrainingMode};
 
 /// What the operations endpoints and middleware share.
 #[derive(Debug)]

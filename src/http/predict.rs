@@ -16,7 +16,7 @@ use serde_json::json;
 
 use super::auth::training_permission;
 use super::dto::{ModelInfo, PredictRequest, PredictResponse};
-use super::error::{error_chain, ApiError};
+use super::error::ApiError;
 use super::extract::ApiJson;
 use super::logging::RequestSymbol;
 use super::{check_level, check_model, check_prices, check_symbol, ops, value_error, AppState};
@@ -24,6 +24,7 @@ use crate::domain::{Horizon, PriceSeries, Symbol};
 use crate::forecast::intervals::forecast_with_intervals;
 use crate::forecast::{model_by_name, ForecastError};
 use crate::registry::{TrainingPermission, MIN_FORECAST_PRICES};
+use crate::telemetry::error_chain;
 
 /// `model.label` of an LSTM request answered by the naive forecast because the posted prices
 /// lie far outside the range the symbol's model was trained on.

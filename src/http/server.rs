@@ -33,8 +33,8 @@ use tower::ServiceExt;
 use super::ops::OpsState;
 use super::{router, AppState, Limits};
 use crate::domain::Symbol;
-use crate::ops::settings::TrainingMode;
 use crate::registry::Registry;
+use crate::settings::ops::TrainingMode;
 use crate::settings::Settings;
 use crate::store::{FsModelStore, StoreError};
 
@@ -154,7 +154,7 @@ impl Application {
         let state = self.state.clone();
         let warmup = self.warmup;
         tokio::spawn(async move {
-            crate::ops::warmup::warm_up(&state.registry, &warmup).await;
+            crate::registry::warmup::warm_up(&state.registry, &warmup).await;
             state.ops.readiness.set_ready();
         });
         let ops = Arc::clone(&self.state.ops);

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::domain::{PriceSeries, Symbol};
 use crate::forecast::lstm;
-use crate::ops::metrics::Metrics;
+use crate::telemetry::metrics::Metrics;
 
 impl Registry {
     /// The service's metrics (the registry records cache and training events in them).
@@ -137,7 +137,7 @@ pub(crate) mod tests {
     use crate::registry::RegistryConfig;
     use crate::store::FsModelStore;
 
-    /// A small, fast registry on `dir` for unit tests (also used by `ops::retrain`).
+    /// A small, fast registry on `dir` for unit tests (also used by `retrain`).
     pub(crate) fn registry(dir: &std::path::Path) -> Arc<Registry> {
         Registry::new(
             RegistryConfig {

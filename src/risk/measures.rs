@@ -479,17 +479,7 @@ mod tests {
 
     /// `n` closes of `coin` from the date `start` on, from `data/prices`.
     fn closes_from(coin: &str, start: &str, n: usize) -> Vec<f64> {
-        let path = format!("{}/data/prices/{coin}.csv", env!("CARGO_MANIFEST_DIR"));
-        let text = std::fs::read_to_string(path).unwrap();
-        let closes: Vec<f64> = text
-            .lines()
-            .skip(1)
-            .filter(|l| l[..10] >= *start)
-            .take(n)
-            .map(|l| l.split(',').nth(4).unwrap().parse().unwrap())
-            .collect();
-        assert_eq!(closes.len(), n);
-        closes
+        crate::prices::repository_closes_from(coin, start, n)
     }
 
     /// The prices of a case name of the reference script.

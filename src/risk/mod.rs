@@ -218,12 +218,7 @@ mod tests {
     }
 
     fn closes(coin: &str) -> Vec<f64> {
-        let path = format!("{}/data/prices/{coin}.csv", env!("CARGO_MANIFEST_DIR"));
-        let text = std::fs::read_to_string(path).unwrap();
-        text.lines()
-            .skip(1)
-            .map(|l| l.split(',').nth(4).unwrap().parse().unwrap())
-            .collect()
+        crate::prices::repository_closes(coin)
     }
 
     /// Produced by `/opt/pyref/bin/python bench/risk_reference.py` (numpy 2.4.6; its output is

@@ -114,9 +114,7 @@ pub async fn status_json(response: reqwest::Response) -> (u16, Value) {
 
 /// The last `n` daily closes of a coin from `data/prices`.
 pub fn closes(coin: &str, n: usize) -> Vec<f64> {
-    let path = format!("{}/data/prices/{coin}.csv", env!("CARGO_MANIFEST_DIR"));
-    let all = coinsphere_ml::cli::read_closes(Path::new(&path)).unwrap();
-    all[all.len() - n..].to_vec()
+    coinsphere_ml::prices::repository_last_closes(coin, n)
 }
 
 /// The `loc` of every entry of a FastAPI-style `detail` list.

@@ -252,7 +252,7 @@ async fn a_model_trained_on_made_up_prices_does_not_answer_the_real_coin() {
 #[tokio::test]
 async fn training_mode_off_never_trains_from_request_data() {
     let app = spawn_app_with(|s| {
-        s.ops.training_mode = coinsphere_ml::ops::settings::TrainingMode::Off;
+        s.ops.training_mode = coinsphere_ml::settings::ops::TrainingMode::Off;
     })
     .await;
     let body = json!({"symbol": "ETH", "historical_prices": closes("ETH", 220)});
@@ -283,7 +283,7 @@ async fn training_mode_off_never_trains_from_request_data() {
 #[tokio::test]
 async fn training_mode_authenticated_trains_only_for_a_key() {
     let app = keyed_app(|s| {
-        s.ops.training_mode = coinsphere_ml::ops::settings::TrainingMode::Authenticated;
+        s.ops.training_mode = coinsphere_ml::settings::ops::TrainingMode::Authenticated;
     })
     .await;
     let body = json!({"symbol": "ETH", "historical_prices": closes("ETH", 220), "days_ahead": 2});
@@ -322,7 +322,7 @@ async fn training_mode_authenticated_trains_only_for_a_key() {
 async fn authenticated_training_without_keys_does_not_start() {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = crate::helpers::test_settings(dir.path());
-    settings.ops.training_mode = coinsphere_ml::ops::settings::TrainingMode::Authenticated;
+    settings.ops.training_mode = coinsphere_ml::settings::ops::TrainingMode::Authenticated;
     let started = coinsphere_ml::http::server::Application::build(settings).await;
     assert!(started.is_err());
 }

@@ -179,14 +179,7 @@ mod tests {
     use super::*;
 
     fn btc(n: usize) -> Vec<f64> {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/prices/BTC.csv");
-        let text = std::fs::read_to_string(path).unwrap();
-        let closes: Vec<f64> = text
-            .lines()
-            .skip(1)
-            .map(|l| l.split(',').nth(4).unwrap().parse().unwrap())
-            .collect();
-        closes[closes.len() - n..].to_vec()
+        crate::prices::repository_last_closes("BTC", n)
     }
 
     fn quick() -> LstmConfig {

@@ -10,6 +10,7 @@ mod aligned;
 mod artefact;
 mod config;
 mod finetune;
+pub mod forecaster;
 mod infer;
 mod kernel;
 mod network;
@@ -617,17 +618,7 @@ mod tests {
     use super::*;
 
     fn btc_closes(last: usize) -> Vec<f64> {
-        let csv = std::fs::read_to_string(
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("data/prices/BTC.csv"),
-        )
-        .unwrap();
-        let mut lines = csv.lines();
-        let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-        let col = header.iter().position(|h| *h == "close").unwrap();
-        let closes: Vec<f64> = lines
-            .map(|l| l.split(',').nth(col).unwrap().parse().unwrap())
-            .collect();
-        closes[closes.len() - last..].to_vec()
+        crate::prices::repository_last_closes("BTC", last)
     }
 
     fn quick_config(epochs: usize) -> LstmConfig {

@@ -175,7 +175,8 @@ fn train_one(
     let started = Instant::now();
     let mut points = 0;
     let result = (|| {
-        let closes = crate::cli::read_closes(&job.csv)
+        let closes = crate::prices::read_csv(&job.csv)
+            .map(|s| s.prices)
             .map_err(|e| PretrainError::Input(format!("{e:#}")))?;
         let series = PriceSeries::parse(closes)
             .map_err(|e| PretrainError::Input(format!("{}: {e}", job.csv.display())))?;

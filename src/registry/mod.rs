@@ -17,7 +17,9 @@
 //! Explicit retraining, fine-tuning and warm-up live in the `tuning` submodule.
 
 mod pool;
+pub mod retrain;
 mod tuning;
+pub mod warmup;
 
 #[cfg(test)]
 pub(crate) use tuning::tests::registry as test_registry;
@@ -35,8 +37,8 @@ use tokio::sync::{watch, Semaphore};
 use crate::domain::{Horizon, ModelVersion, PriceSeries, Symbol};
 use crate::forecast::intervals::Calibration;
 use crate::forecast::lstm::{self, LstmConfig, LstmError, Precision, TrainedLstm};
-use crate::ops::metrics::Metrics;
 use crate::store::{self, ModelStore, StoreError};
+use crate::telemetry::metrics::Metrics;
 
 /// Fewest prices a forecast needs (the LSTM window of SPEC section 3; the contract's 400).
 pub const MIN_FORECAST_PRICES: usize = 60;
@@ -552,7 +554,7 @@ impl Registry {
             tracing::info!(symbol = %sym, kind, epochs = config.epochs, "training started");
             let result = job(&sym, &config);
             // Training freed tens of MB on this thread; give them back to the OS.
-            crate::ops::memory::release_free_memory();
+            crate::telemetry::memory::release_free_memory();
             this.metrics
                 .training_finished(kind, result.is_ok(), started.elapsed());
             let seconds = started.elapsed().as_secs_f64();

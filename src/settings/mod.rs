@@ -10,6 +10,8 @@ use crate::domain::ModelVersion;
 use crate::forecast::lstm::{LstmConfig, Precision};
 use crate::registry::RegistryConfig;
 
+pub mod ops;
+
 /// Defaults, shared by the flags and by [`Settings::default`].
 pub mod defaults {
     /// `HOST`.
@@ -171,7 +173,7 @@ pub struct Settings {
     pub database_url: Option<Secret>,
     /// Warm-up, retraining, batch, access control, CORS and timeouts.
     #[command(flatten)]
-    pub ops: crate::ops::settings::OpsSettings,
+    pub ops: ops::OpsSettings,
 }
 
 /// A setting that must never be printed, such as a URL with a password: `Debug` and `Display`
@@ -252,7 +254,7 @@ impl Default for Settings {
             model_cache_size: nz(defaults::MODEL_CACHE_SIZE),
             inference: InferenceSettings::default(),
             database_url: None,
-            ops: crate::ops::settings::OpsSettings::default(),
+            ops: ops::OpsSettings::default(),
         }
     }
 }

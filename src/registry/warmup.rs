@@ -32,7 +32,7 @@ pub async fn warm_up(registry: &Arc<Registry>, symbols: &[Symbol]) -> WarmupRepo
                 report.missing.push(symbol.clone());
             }
             Err(e) => {
-                tracing::error!(%symbol, error = %crate::http::error::error_chain(&e), "warm-up: cannot load the model");
+                tracing::error!(%symbol, error = %crate::telemetry::error_chain(&e), "warm-up: cannot load the model");
                 report.failed.push(symbol.clone());
             }
         }

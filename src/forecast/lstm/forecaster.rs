@@ -1,14 +1,12 @@
-//! The LSTM of [`super::lstm`] behind the [`Forecaster`] trait.
+//! The LSTM of [`super`] behind the [`Forecaster`] trait.
 //!
 //! Fitting trains a network (seconds, not microseconds), so the conformal errors come from
 //! the walk-forward validation origins measured during training rather than from refitting
 //! at many cutoffs.
 
-use super::{
-    intervals::Calibration,
-    log_prices,
-    lstm::{self, LstmConfig, TrainedLstm},
-    FittedForecaster, ForecastError, Forecaster,
+use super::{self as lstm, LstmConfig, TrainedLstm};
+use crate::forecast::{
+    intervals::Calibration, log_prices, tail, FittedForecaster, ForecastError, Forecaster,
 };
 
 /// Trains an LSTM with `config` on (the most recent part of) the given history.
@@ -67,7 +65,7 @@ impl Forecaster for LstmForecaster {
     fn fit(&self, prices: &[f64]) -> Result<Box<dyn FittedForecaster>, ForecastError> {
         log_prices(prices, self.min_history())?;
         let prices = match self.max_history {
-            Some(max) => super::tail(prices, max.max(self.min_history())),
+            Some(max) => tail(prices, max.max(self.min_history())),
             None => prices,
         };
         let model = lstm::train(&self.config, prices, &mut |_| {})?;
