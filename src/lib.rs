@@ -8,6 +8,7 @@
 pub mod backtest;
 pub mod chart;
 pub mod cli;
+pub mod contract;
 pub mod domain;
 pub mod forecast;
 pub mod http;

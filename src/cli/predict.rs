@@ -7,9 +7,10 @@ use std::sync::Arc;
 use anyhow::{bail, Context};
 
 use super::{load_series, CsvInput};
+use crate::contract::error::ApiError;
+use crate::contract::PredictResponse;
 use crate::domain::Horizon;
-use crate::http::dto::PredictResponse;
-use crate::http::error::ApiError;
+use crate::forecast::intervals::DEFAULT_LEVEL;
 use crate::registry::{Registry, RegistryConfig, TrainingPermission};
 use crate::settings::{defaults, InferenceSettings, StoreSettings, TrainingSettings};
 use crate::store::FsModelStore;
@@ -65,18 +66,27 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     let history = series.clone();
-    let forecast =
-        runtime.block_on(registry.forecast(&symbol, series, horizon, TrainingPermission::Granted));
+    let current_price = series.last();
+    let forecast = runtime.block_on(registry.forecast(
+        &symbol,
+        series,
+        horizon,
+        DEFAULT_LEVEL,
+        TrainingPermission::Granted,
+    ));
     let forecast = match forecast {
         Ok(f) => f,
         // The same text the HTTP API answers.
         Err(e) => bail!("{}", ApiError::from(e).detail_text()),
     };
-    let response = PredictResponse::from_lstm(
+    // A forecast needs 60 prices, so there is a last one.
+    let current_price = current_price.context("no prices")?;
+    let response = PredictResponse::from_forecast(
         &symbol,
-        &forecast,
-        crate::forecast::intervals::DEFAULT_LEVEL,
+        current_price,
+        "lstm",
         registry.version().as_str(),
+        forecast,
         crate::now_rfc3339(),
     );
     println!("{}", serde_json::to_string(&response)?);

@@ -12,7 +12,7 @@
 
 use serde::Serialize;
 
-use super::{log_prices, ForecastError, Forecaster};
+use super::{log_prices, FittedForecaster, ForecastError, Forecaster};
 
 /// The interval level used when a request names none.
 pub const DEFAULT_LEVEL: f64 = 0.8;
@@ -362,26 +362,63 @@ pub fn forecast_with_settings(
         return Err(ForecastError::InvalidLevel(level));
     }
     let fitted = model.fit(prices)?;
+    forecast_fitted(fitted.as_ref(), horizon, level, || {
+        rolling_calibration(model, prices, horizon, settings)
+    })
+}
+
+/// The answer of a fitted model for days 1..=`horizon`: its point path with the conformal band
+/// at `level` of the errors it measured while fitting, else of `calibrate` (the model refitted
+/// at earlier origins), its label and its confidence. Every forecast the service serves, the
+/// LSTM's included, is built here.
+///
+/// # Errors
+/// [`FittedForecaster::try_predict`]'s, and `calibrate`'s.
+pub fn forecast_fitted(
+    fitted: &dyn FittedForecaster,
+    horizon: usize,
+    level: f64,
+    calibrate: impl FnOnce() -> Result<Calibration, ForecastError>,
+) -> Result<IntervalForecast, ForecastError> {
     let calibration = match fitted.calibration(horizon) {
         Some(c) => c,
-        None => rolling_calibration(model, prices, horizon, settings)?,
+        None => calibrate()?,
     };
-    let path = banded_path(&fitted.predict(horizon), &calibration, level);
-    let backtest_mape = calibration.mape(horizon);
+    let path = banded_path(&fitted.try_predict(horizon)?, &calibration, level);
+    let backtest_mape = fitted.expected_mape(horizon, &calibration);
     Ok(IntervalForecast {
         model: fitted.label(horizon),
         level,
         path,
         backtest_mape,
-        confidence: (1.0 - backtest_mape).clamp(0.0, 1.0),
+        confidence: confidence(backtest_mape),
         calibration_samples: calibration.samples(horizon),
     })
+}
+
+/// `1 - mape`, clamped to [0, 1]; a non-finite error measure gives 0.
+pub fn confidence(mape: f64) -> f64 {
+    let c = 1.0 - mape;
+    if c.is_finite() {
+        c.clamp(0.0, 1.0)
+    } else {
+        0.0
+    }
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
     use crate::forecast::naive::Naive;
+
+    #[test]
+    fn confidence_is_one_minus_error_within_bounds() {
+        assert!((confidence(0.05) - 0.95).abs() < 1e-12);
+        assert_eq!(confidence(1.7), 0.0);
+        assert_eq!(confidence(-0.1), 1.0);
+        assert_eq!(confidence(f64::NAN), 0.0);
+        assert_eq!(confidence(f64::INFINITY), 0.0);
+    }
 
     #[test]
     fn the_direct_naive_calibration_is_the_refitted_one() {

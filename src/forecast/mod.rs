@@ -60,6 +60,9 @@ pub enum ForecastError {
     /// The LSTM engine failed (too short a series, divergence...).
     #[error("lstm: {0}")]
     Lstm(#[from] lstm::LstmError),
+    /// The model's point forecast holds a value that is not a finite number.
+    #[error("the forecast is not a finite number")]
+    NotFinite,
 }
 
 /// An unfitted model: its settings, and how to fit them to a price series.
@@ -95,6 +98,22 @@ pub trait FittedForecaster: Send + Sync {
     fn calibration(&self, horizon: usize) -> Option<Calibration> {
         let _ = horizon;
         None
+    }
+
+    /// [`FittedForecaster::predict`], or why this model has no forecast (the LSTM's network
+    /// can fail on a history it was not trained for); what [`intervals::forecast_fitted`]
+    /// serves.
+    ///
+    /// # Errors
+    /// Model-specific; the statistical models always forecast.
+    fn try_predict(&self, horizon: usize) -> Result<Vec<f64>, ForecastError> {
+        Ok(self.predict(horizon))
+    }
+
+    /// The expected MAPE at `horizon` that `confidence` states, from the errors that band the
+    /// path (an old level LSTM states its validation MAPE instead).
+    fn expected_mape(&self, horizon: usize, calibration: &Calibration) -> f64 {
+        calibration.mape(horizon)
     }
 }
 

@@ -16,7 +16,7 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use sha2::{Digest, Sha256};
 
-use super::ops::OpsError;
+use super::error::ApiError;
 use super::AppState;
 use crate::registry::{TrainingPermission, TrainingRefusal};
 use crate::settings::ops::TrainingMode;
@@ -66,12 +66,12 @@ impl KeyStatus {
     /// `Ok` when the request may change models, else the 401 or 403 to answer.
     ///
     /// # Errors
-    /// [`OpsError::Unauthorized`] without a key, [`OpsError::Forbidden`] with a wrong one.
-    pub fn require(self) -> Result<(), OpsError> {
+    /// [`ApiError::Unauthorized`] without a key, [`ApiError::Forbidden`] with a wrong one.
+    pub fn require(self) -> Result<(), ApiError> {
         match self {
             Self::Open | Self::Valid => Ok(()),
-            Self::Missing => Err(OpsError::Unauthorized),
-            Self::Wrong => Err(OpsError::Forbidden),
+            Self::Missing => Err(ApiError::Unauthorized),
+            Self::Wrong => Err(ApiError::Forbidden),
         }
     }
 }
@@ -97,7 +97,7 @@ pub fn training_permission(state: &AppState, headers: &HeaderMap) -> TrainingPer
 ///
 /// # Errors
 /// As [`KeyStatus::require`].
-pub fn check_key(state: &AppState, headers: &HeaderMap) -> Result<(), OpsError> {
+pub fn check_key(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     KeyStatus::of(state, headers).require()
 }
 
@@ -107,9 +107,9 @@ pub fn check_key(state: &AppState, headers: &HeaderMap) -> Result<(), OpsError> 
 pub struct RequireKey;
 
 impl FromRequestParts<AppState> for RequireKey {
-    type Rejection = OpsError;
+    type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, OpsError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         check_key(state, &parts.headers).map(|()| Self)
     }
 }

@@ -16,7 +16,6 @@ use super::auth::training_permission;
 use super::dto::PredictRequest;
 use super::error::{ApiError, FieldError};
 use super::extract::{ApiJson, FromJson};
-use super::ops::OpsError;
 use super::predict::predict;
 use super::AppState;
 use crate::domain::Symbol;
@@ -62,7 +61,7 @@ async fn predict_batch(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiJson(batch): ApiJson<BatchRequest>,
-) -> Result<Json<Value>, OpsError> {
+) -> Result<Json<Value>, ApiError> {
     check_batch_size(&state, &batch)?;
     let permission = training_permission(&state, &headers);
     let results = answer_in_order(batch.requests, move |i, item| {
@@ -105,10 +104,10 @@ where
 }
 
 /// 413 for more items than `MAX_BATCH_SIZE`.
-pub(super) fn check_batch_size(state: &AppState, batch: &BatchRequest) -> Result<(), OpsError> {
+pub(super) fn check_batch_size(state: &AppState, batch: &BatchRequest) -> Result<(), ApiError> {
     let max = state.ops.max_batch_size;
     if batch.requests.len() > max {
-        return Err(OpsError::BatchTooLarge {
+        return Err(ApiError::BatchTooLarge {
             got: batch.requests.len(),
             max,
         });

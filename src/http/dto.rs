@@ -1,16 +1,12 @@
-//! Request and response bodies of the contract (SPEC section 1), snake_case JSON.
+//! Request bodies of the contract (SPEC section 1), snake_case JSON, and how they are read:
+//! the fast scanner for the usual shape, else `serde`. The answers are [`crate::contract`]'s.
 
-use serde::Serialize;
 use serde_json::Value;
 
 use super::error::FieldError;
 use super::extract::{Fields, FromJson};
 use super::fastjson::{self, Field};
-use crate::domain::Symbol;
-use crate::forecast::intervals::{banded_path, IntervalForecast, PathPoint, DEFAULT_LEVEL};
-use crate::registry::Forecast;
-use crate::risk::measures::RiskMeasures;
-use crate::risk::RiskScore;
+use crate::forecast::intervals::DEFAULT_LEVEL;
 
 /// Default `days_ahead` of `/predict`.
 pub const DEFAULT_DAYS_AHEAD: i64 = 7;
@@ -167,183 +163,6 @@ impl RiskRequest {
     }
 }
 
-/// `POST /predict` answer. New fields go at the end and are additive; the contract's fields
-/// never change.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct PredictResponse {
-    /// Upper-case symbol.
-    pub symbol: String,
-    /// Last price sent.
-    pub current_price: f64,
-    /// Forecast `days_ahead` steps after the last price: the last `forecast[].price`.
-    pub predicted_price: f64,
-    /// `predicted_price - current_price`.
-    pub prediction_change: f64,
-    /// `prediction_change / current_price * 100`.
-    pub prediction_change_percent: f64,
-    /// `1 - out-of-sample MAPE at this horizon`, in [0, 1] (see the README).
-    pub confidence: f64,
-    /// Steps ahead.
-    pub days_ahead: usize,
-    /// RFC 3339 UTC.
-    pub timestamp: String,
-    /// The model asked for and what produced the forecast.
-    pub model: ModelInfo,
-    /// The interval level of `forecast[].lower` and `upper`, in (0, 1).
-    pub level: f64,
-    /// Days 1..=`days_ahead`: point forecast and interval.
-    pub forecast: Vec<PathPoint>,
-}
-
-/// The `model` object of a `/predict` answer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct ModelInfo {
-    /// The model name the request asked for (`"lstm"`, `"auto"`...).
-    pub name: String,
-    /// The registry's model version for the LSTM, else the statistical models' version.
-    pub version: String,
-    /// What produced the forecast, e.g. `"auto(theta)"`, `"ets(AAdN)"` or `"lstm"`.
-    pub label: String,
-}
-
-impl PredictResponse {
-    /// The answer for a forecast `path` (day 1 first) after `current_price`.
-    /// `predicted_price` is the path's last price, so the two always agree.
-    pub fn new(
-        symbol: &Symbol,
-        current_price: f64,
-        path: Vec<PathPoint>,
-        confidence: f64,
-        level: f64,
-        model: ModelInfo,
-        timestamp: String,
-    ) -> Self {
-        let forecast: Vec<PathPoint> = path.into_iter().map(finite_band).collect();
-        let predicted_price = forecast.last().map_or(current_price, |p| p.price);
-        let change = predicted_price - current_price;
-        Self {
-            symbol: symbol.to_string(),
-            current_price,
-            predicted_price,
-            prediction_change: change,
-            // A finite path from a price near the smallest double can move by more than the
-            // largest one in per cent; JSON has no infinity (it would print null), so the
-            // number saturates, as an unbounded band's `upper` does.
-            prediction_change_percent: (change / current_price * 100.0).clamp(-f64::MAX, f64::MAX),
-            confidence: if confidence.is_finite() {
-                confidence.clamp(0.0, 1.0)
-            } else {
-                0.0
-            },
-            days_ahead: forecast.len(),
-            timestamp,
-            model,
-            level,
-            forecast,
-        }
-    }
-
-    /// The answer for an LSTM forecast of the registry: the path banded at `level` by the
-    /// forecast's calibration ([`crate::forecast::lstm::TrainedLstm::calibration`]).
-    /// `version` is the registry's model version.
-    pub fn from_lstm(
-        symbol: &Symbol,
-        forecast: &Forecast,
-        level: f64,
-        version: &str,
-        timestamp: String,
-    ) -> Self {
-        Self::new(
-            symbol,
-            forecast.current_price,
-            banded_path(&forecast.path, &forecast.calibration, level),
-            forecast.confidence,
-            level,
-            ModelInfo {
-                name: "lstm".into(),
-                version: version.into(),
-                label: forecast.model.label(forecast.path.len()),
-            },
-            timestamp,
-        )
-    }
-
-    /// The answer for a statistical model's forecast; `name` is the model asked for.
-    pub fn from_intervals(
-        symbol: &Symbol,
-        current_price: f64,
-        name: &str,
-        forecast: IntervalForecast,
-        timestamp: String,
-    ) -> Self {
-        Self::new(
-            symbol,
-            current_price,
-            forecast.path,
-            forecast.confidence,
-            forecast.level,
-            ModelInfo {
-                name: name.into(),
-                version: crate::forecast::STATS_MODEL_VERSION.into(),
-                label: forecast.model,
-            },
-            timestamp,
-        )
-    }
-}
-
-/// A band that is finite and holds its price, whatever the model did: an upper end that
-/// overflowed becomes the largest finite number, a lower end above the price the price.
-fn finite_band(p: PathPoint) -> PathPoint {
-    let upper = if p.upper.is_finite() {
-        p.upper.max(p.price)
-    } else {
-        f64::MAX
-    };
-    let lower = if p.lower.is_finite() && p.lower >= 0.0 {
-        p.lower.min(p.price)
-    } else {
-        p.price
-    };
-    PathPoint { upper, lower, ..p }
-}
-
-/// `POST /risk-score` answer: the contract's five fields first, then the further measures.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct RiskResponse {
-    /// Upper-case symbol.
-    pub symbol: String,
-    /// 0..=100.
-    pub risk_score: u8,
-    /// `conservative`, `moderate` or `degen`.
-    pub risk_level: &'static str,
-    /// std/mean of the last 30 prices.
-    pub volatility: f64,
-    /// RFC 3339 UTC.
-    pub timestamp: String,
-    /// Return volatility, drawdown, VaR, ES and beta (see [`crate::risk::measures`]).
-    pub measures: RiskMeasures,
-}
-
-impl RiskResponse {
-    /// The answer for a score and the measures of the same prices.
-    pub fn new(
-        symbol: &Symbol,
-        score: RiskScore,
-        measures: RiskMeasures,
-        timestamp: String,
-    ) -> Self {
-        Self {
-            symbol: symbol.to_string(),
-            risk_score: score.score,
-            risk_level: score.level.as_str(),
-            volatility: score.volatility,
-            timestamp,
-            measures,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -370,27 +189,6 @@ mod tests {
             ));
         }
         out
-    }
-
-    #[test]
-    fn a_change_beyond_the_largest_double_saturates_instead_of_printing_null() {
-        let point = PathPoint {
-            day: 1,
-            price: 3.2e103,
-            lower: 1e-200,
-            upper: f64::INFINITY,
-        };
-        let symbol: Symbol = "BTC".parse().unwrap();
-        let info = ModelInfo {
-            name: "moving_average".into(),
-            version: "v".into(),
-            label: "moving_average".into(),
-        };
-        let r = PredictResponse::new(&symbol, 1.4e-225, vec![point], 0.0, 0.8, info, "t".into());
-        assert_eq!(r.prediction_change_percent, f64::MAX);
-        let json = serde_json::to_value(&r).unwrap();
-        assert!(json["prediction_change_percent"].is_number(), "{json}");
-        assert!(json["forecast"][0]["upper"].is_number(), "{json}");
     }
 
     #[test]
@@ -506,61 +304,6 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(null[0].kind, "string_type");
-    }
-
-    fn point(day: usize, price: f64, lower: f64, upper: f64) -> PathPoint {
-        PathPoint {
-            day,
-            price,
-            lower,
-            upper,
-        }
-    }
-
-    fn info() -> ModelInfo {
-        ModelInfo {
-            name: "theta".into(),
-            version: "stats-1.0.0".into(),
-            label: "theta".into(),
-        }
-    }
-
-    #[test]
-    fn the_predicted_price_is_the_last_point_of_the_path() {
-        let symbol = Symbol::parse("btc").unwrap();
-        let path = vec![point(1, 101.0, 99.0, 103.0), point(2, 102.5, 98.0, 107.0)];
-        let r = PredictResponse::new(&symbol, 100.0, path, 0.9, 0.8, info(), "t".into());
-        assert_eq!(r.predicted_price, 102.5);
-        assert_eq!(r.prediction_change, 2.5);
-        assert_eq!(r.prediction_change_percent, 2.5);
-        assert_eq!(r.days_ahead, 2);
-        let keys: Vec<String> = serde_json::to_value(&r)
-            .unwrap()
-            .as_object()
-            .unwrap()
-            .keys()
-            .cloned()
-            .collect();
-        assert_eq!(keys.len(), 11);
-        assert_eq!(
-            serde_json::to_value(&r).unwrap()["forecast"][1],
-            json!({"day": 2, "price": 102.5, "lower": 98.0, "upper": 107.0})
-        );
-    }
-
-    #[test]
-    fn bands_are_made_finite_and_around_their_price() {
-        let symbol = Symbol::parse("btc").unwrap();
-        let path = vec![
-            point(1, 10.0, f64::NAN, f64::INFINITY),
-            point(2, 10.0, 11.0, 9.0),
-        ];
-        let r = PredictResponse::new(&symbol, 10.0, path, f64::NAN, 0.8, info(), "t".into());
-        for p in &r.forecast {
-            assert!(p.lower.is_finite() && p.upper.is_finite());
-            assert!(p.lower <= p.price && p.price <= p.upper, "{p:?}");
-        }
-        assert_eq!(r.confidence, 0.0);
     }
 
     #[test]

@@ -18,7 +18,6 @@ use axum::response::{IntoResponse, Response};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use super::error::ApiError;
-use super::ops::OpsError;
 use super::AppState;
 
 /// Whether requests to this route template may train a model (and get the long limit).
@@ -64,7 +63,7 @@ pub async fn enforce_limits(
     };
     match tokio::time::timeout(limit, next.run(request)).await {
         Ok(response) => response,
-        Err(_) => OpsError::Timeout {
+        Err(_) => ApiError::Timeout {
             secs: limit.as_secs(),
             may_train: long,
         }

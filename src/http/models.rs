@@ -12,7 +12,6 @@ use serde_json::{json, Value};
 use super::auth::check_key;
 use super::error::{ApiError, FieldError};
 use super::logging::RequestSymbol;
-use super::ops::OpsError;
 use super::{path_symbol, AppState};
 
 /// Routes of this resource.
@@ -71,7 +70,7 @@ async fn unload_model(
     path: Result<Path<String>, PathRejection>,
     headers: HeaderMap,
     query: Result<Query<HashMap<String, String>>, QueryRejection>,
-) -> Result<Json<Value>, OpsError> {
+) -> Result<Json<Value>, ApiError> {
     let symbol = path_symbol(path, &logged)?;
     let purge_loc = vec![json!("query"), json!("purge")];
     let query = query.map_err(|e| {
@@ -93,8 +92,7 @@ async fn unload_model(
                 purge_loc,
                 "Input should be a valid boolean",
                 "bool_parsing",
-            )])
-            .into())
+            )]))
         }
     };
     // Decided on the decoded, typed value the handler acts on (`?%70urge=true` is a purge).
@@ -108,7 +106,7 @@ async fn unload_model(
         false
     };
     if !unloaded && !purged {
-        return Err(ApiError::ModelNotLoaded { symbol }.into());
+        return Err(ApiError::ModelNotLoaded { symbol });
     }
     let mut body = json!({"message": format!("Model {symbol} unloaded")});
     if purge {

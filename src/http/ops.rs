@@ -1,12 +1,9 @@
-//! State and errors of the operations endpoints ([`OpsState`], [`OpsError`]), and the hook that
-//! every prediction passes through (metrics, stale-model retraining).
+//! State of the operations endpoints ([`OpsState`]), and the hook that every prediction passes
+//! through (metrics, stale-model retraining).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use serde_json::json;
 use tokio::sync::Semaphore;
 
 use super::error::ApiError;
@@ -63,7 +60,7 @@ impl OpsState {
 pub fn record_prediction(
     state: &AppState,
     symbol: Option<&Symbol>,
-    result: &Result<super::dto::PredictResponse, ApiError>,
+    result: &Result<crate::contract::PredictResponse, ApiError>,
     elapsed: Duration,
 ) {
     let metrics = state.registry.metrics();
@@ -94,91 +91,4 @@ pub fn after_forecast(state: &AppState, symbol: &Symbol, prices: Option<PriceSer
     tokio::spawn(async move {
         let _ = retrainer.consider(&registry, &symbol, prices).await;
     });
-}
-
-/// Errors of the operations endpoints; everything else is an [`ApiError`].
-#[derive(Debug, thiserror::Error)]
-pub enum OpsError {
-    /// A protected route without `Authorization: Bearer <key>`: 401.
-    #[error("missing bearer token")]
-    Unauthorized,
-    /// A key that is not in `API_KEYS`: 403.
-    #[error("invalid API key")]
-    Forbidden,
-    /// More batch items than `MAX_BATCH_SIZE`: 413.
-    #[error("batch of {got}, more than {max}")]
-    BatchTooLarge { got: usize, max: usize },
-    /// Fewer prices than training or fine-tuning needs: 400.
-    #[error("{got} prices, {needed} needed")]
-    NotEnoughPricesForTraining { needed: usize, got: usize },
-    /// The request ran past its time limit: 504. `may_train`: the route may have started a
-    /// training, which goes on.
-    #[error("timed out after {secs} s")]
-    Timeout { secs: u64, may_train: bool },
-    /// Not ready (starting or shutting down): 503.
-    #[error("not ready: {state}")]
-    NotReady { state: &'static str },
-    /// Any error of the core API.
-    #[error(transparent)]
-    Api(#[from] ApiError),
-}
-
-impl IntoResponse for OpsError {
-    fn into_response(self) -> Response {
-        let api = match self {
-            Self::Api(e) => return e.into_response(),
-            other => other,
-        };
-        let (status, code, detail) = match &api {
-            Self::Unauthorized => (
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "Missing API key: send Authorization: Bearer <key>".to_owned(),
-            ),
-            Self::Forbidden => (
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                "Invalid API key".to_owned(),
-            ),
-            Self::BatchTooLarge { got, max } => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "batch_too_large",
-                format!("Batch of {got} requests is larger than the limit of {max}"),
-            ),
-            Self::NotEnoughPricesForTraining { needed, got } => (
-                StatusCode::BAD_REQUEST,
-                "not_enough_prices",
-                format!("Need at least {needed} historical price points for training, got {got}"),
-            ),
-            Self::Timeout { secs, may_train } => (
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout",
-                if *may_train {
-                    format!("The request did not finish within {secs} seconds; any training it started goes on in the background")
-                } else {
-                    format!("The request did not finish within {secs} seconds")
-                },
-            ),
-            Self::NotReady { state } => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "not_ready",
-                format!("The service is {state}"),
-            ),
-            Self::Api(_) => unreachable!("answered above"),
-        };
-        let mut response =
-            (status, axum::Json(json!({"detail": detail, "code": code}))).into_response();
-        if matches!(api, Self::Unauthorized) {
-            response
-                .headers_mut()
-                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        }
-        response
-    }
-}
-
-impl From<crate::registry::RegistryError> for OpsError {
-    fn from(e: crate::registry::RegistryError) -> Self {
-        Self::Api(e.into())
-    }
 }

@@ -15,20 +15,17 @@ use axum::{Extension, Json, Router};
 use serde_json::json;
 
 use super::auth::training_permission;
-use super::dto::{ModelInfo, PredictRequest, PredictResponse};
+use super::dto::PredictRequest;
 use super::error::ApiError;
 use super::extract::ApiJson;
 use super::logging::RequestSymbol;
 use super::{check_level, check_model, check_prices, check_symbol, ops, value_error, AppState};
+use crate::contract::PredictResponse;
 use crate::domain::{Horizon, PriceSeries, Symbol};
 use crate::forecast::intervals::forecast_with_intervals;
-use crate::forecast::{model_by_name, ForecastError};
+use crate::forecast::{model_by_name, ForecastError, STATS_MODEL_VERSION};
 use crate::registry::{TrainingPermission, MIN_FORECAST_PRICES};
 use crate::telemetry::error_chain;
-
-/// `model.label` of an LSTM request answered by the naive forecast because the posted prices
-/// lie far outside the range the symbol's model was trained on.
-pub const OUT_OF_RANGE_LABEL: &str = "lstm(fallback: naive, input outside the training range)";
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -177,29 +174,18 @@ async fn forecast_lstm(
     let keep = (permission == TrainingPermission::Granted
         && state.ops.retrainer.wants(prices.len()))
     .then(|| prices.clone());
-    let history = prices.clone();
+    let current_price = current_price(&prices)?;
     let forecast = state
         .registry
-        .forecast(&symbol, prices, horizon, permission)
+        .forecast(&symbol, prices, horizon, level, permission)
         .await?;
     ops::after_forecast(state, &symbol, keep);
-    if !forecast.model.covers(history.as_slice()) {
-        // Serving the model here would be confident nonsense: answer the naive forecast, with
-        // its own bands and confidence from this history, and say so in the label.
-        tracing::warn!(%symbol, "input outside the stored model's training range: answering naive");
-        let mut answer = forecast_stats(symbol, "naive", history, horizon, level).await?;
-        answer.model = ModelInfo {
-            name: "lstm".into(),
-            version: state.registry.version().to_string(),
-            label: OUT_OF_RANGE_LABEL.into(),
-        };
-        return Ok(answer);
-    }
-    Ok(PredictResponse::from_lstm(
+    Ok(PredictResponse::from_forecast(
         &symbol,
-        &forecast,
-        level,
+        current_price,
+        "lstm",
         state.registry.version().as_str(),
+        forecast,
         crate::now_rfc3339(),
     ))
 }
@@ -213,11 +199,7 @@ async fn forecast_stats(
     horizon: Horizon,
     level: f64,
 ) -> Result<PredictResponse, ApiError> {
-    // The contract's minimum holds for every model, so clients see one rule.
-    let current_price = match prices.last() {
-        Some(p) if prices.len() >= MIN_FORECAST_PRICES => p,
-        _ => return Err(ApiError::NotEnoughPricesForPrediction { got: prices.len() }),
-    };
+    let current_price = current_price(&prices)?;
     let forecast = tokio::task::spawn_blocking(move || {
         let model = model_by_name(name)?;
         forecast_with_intervals(model.as_ref(), prices.as_slice(), horizon.get(), level)
@@ -225,13 +207,23 @@ async fn forecast_stats(
     .await
     .map_err(|e| ApiError::Internal(format!("forecast task failed: {e}")))?
     .map_err(|e| forecast_error(&symbol, e))?;
-    Ok(PredictResponse::from_intervals(
+    Ok(PredictResponse::from_forecast(
         &symbol,
         current_price,
         name,
+        STATS_MODEL_VERSION,
         forecast,
         crate::now_rfc3339(),
     ))
+}
+
+/// The last price, where the history holds the contract's minimum (it holds for every model,
+/// so clients see one rule).
+fn current_price(prices: &PriceSeries) -> Result<f64, ApiError> {
+    match prices.last() {
+        Some(p) if prices.len() >= MIN_FORECAST_PRICES => Ok(p),
+        _ => Err(ApiError::NotEnoughPricesForPrediction { got: prices.len() }),
+    }
 }
 
 /// A statistical model's failure as a client error: the inputs were validated above, so
@@ -251,7 +243,7 @@ fn forecast_error(symbol: &Symbol, e: ForecastError) -> ApiError {
         ForecastError::ZeroHorizon => field(vec![json!("body"), json!("days_ahead")], &e),
         ForecastError::InvalidLevel(_) => field(vec![json!("body"), json!("interval_level")], &e),
         ForecastError::UnknownModel { .. } => field(vec![json!("body"), json!("model")], &e),
-        ForecastError::Lstm(_) => ApiError::Degenerate {
+        ForecastError::Lstm(_) | ForecastError::NotFinite => ApiError::Degenerate {
             symbol: symbol.clone(),
             reason: error_chain(&e),
         },

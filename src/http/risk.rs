@@ -8,12 +8,12 @@ use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
 use super::batch::{check_batch_size, item_error, point_at_item, read_item, BatchRequest};
-use super::dto::{RiskRequest, RiskResponse};
+use super::dto::RiskRequest;
 use super::error::ApiError;
 use super::extract::ApiJson;
 use super::logging::RequestSymbol;
-use super::ops::OpsError;
 use super::{check_price_list, check_prices, check_symbol, AppState, Limits};
+use crate::contract::RiskResponse;
 use crate::risk::measures::risk_measures;
 use crate::risk::{self, RiskError};
 
@@ -77,7 +77,7 @@ fn score(
 async fn score_risk_batch(
     State(state): State<AppState>,
     ApiJson(batch): ApiJson<BatchRequest>,
-) -> Result<Json<RiskBatchResponse>, OpsError> {
+) -> Result<Json<RiskBatchResponse>, ApiError> {
     check_batch_size(&state, &batch)?;
     let limits = std::sync::Arc::clone(&state.limits);
     let results = tokio::task::spawn_blocking(move || {

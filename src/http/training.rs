@@ -13,7 +13,6 @@ use super::auth::RequireKey;
 use super::error::{ApiError, FieldError};
 use super::extract::{ApiJson, Fields, FromJson};
 use super::logging::RequestSymbol;
-use super::ops::OpsError;
 use super::{check_prices, path_symbol, AppState};
 use crate::domain::{PriceSeries, Symbol};
 use crate::forecast::lstm::TrainedLstm;
@@ -53,14 +52,14 @@ impl FromJson for TrainRequest {
     }
 }
 
-fn prices(state: &AppState, raw: Vec<f64>, needed: usize) -> Result<PriceSeries, OpsError> {
+fn prices(state: &AppState, raw: Vec<f64>, needed: usize) -> Result<PriceSeries, ApiError> {
     let mut errors = Vec::new();
     let series = check_prices(raw, &state.limits, &mut errors)?;
     let Some(series) = series else {
-        return Err(ApiError::Validation(errors).into());
+        return Err(ApiError::Validation(errors));
     };
     if series.len() < needed {
-        return Err(OpsError::NotEnoughPricesForTraining {
+        return Err(ApiError::NotEnoughPricesForTraining {
             needed,
             got: series.len(),
         });
@@ -90,7 +89,7 @@ async fn train_model(
     Extension(logged): Extension<RequestSymbol>,
     path: Result<Path<String>, PathRejection>,
     ApiJson(request): ApiJson<TrainRequest>,
-) -> Result<Json<Value>, OpsError> {
+) -> Result<Json<Value>, ApiError> {
     let symbol = path_symbol(path, &logged)?;
     let series = prices(&state, request.historical_prices, MIN_TRAINING_PRICES)?;
     let model = state.registry.retrain(&symbol, series).await?;
@@ -103,7 +102,7 @@ async fn update_model(
     Extension(logged): Extension<RequestSymbol>,
     path: Result<Path<String>, PathRejection>,
     ApiJson(request): ApiJson<TrainRequest>,
-) -> Result<Json<Value>, OpsError> {
+) -> Result<Json<Value>, ApiError> {
     let symbol = path_symbol(path, &logged)?;
     let epochs = match request.epochs {
         None => state.ops.update_epochs,
@@ -113,8 +112,7 @@ async fn update_model(
                 vec![json!("body"), json!("epochs")],
                 format!("Value error, epochs must be between 1 and {MAX_UPDATE_EPOCHS}"),
                 "value_error",
-            )])
-            .into())
+            )]))
         }
     };
     let series = prices(&state, request.historical_prices, MIN_UPDATE_PRICES)?;

@@ -35,8 +35,14 @@ use serde::Serialize;
 use tokio::sync::{watch, Semaphore};
 
 use crate::domain::{Horizon, ModelVersion, PriceSeries, Symbol};
-use crate::forecast::intervals::Calibration;
+use crate::forecast::intervals::{
+    forecast_fitted, forecast_with_intervals, naive_calibration, CalibrationSettings,
+    IntervalForecast,
+};
+use crate::forecast::lstm::forecaster::FittedLstm;
 use crate::forecast::lstm::{self, LstmConfig, LstmError, Precision, TrainedLstm};
+use crate::forecast::naive::Naive;
+use crate::forecast::ForecastError;
 use crate::store::{self, ModelStore, StoreError};
 use crate::telemetry::metrics::Metrics;
 
@@ -152,22 +158,9 @@ pub struct RegistryStats {
     pub overloaded_total: u64,
 }
 
-/// A forecast and what it rests on.
-#[derive(Clone, Debug)]
-pub struct Forecast {
-    /// The next `horizon` prices, nearest first.
-    pub path: Vec<f64>,
-    /// The last price of the history.
-    pub current_price: f64,
-    /// The last price of the path.
-    pub predicted_price: f64,
-    /// `1 - expected MAPE at the horizon`, clamped to [0, 1].
-    pub confidence: f64,
-    /// The errors that band the path and gave `confidence` ([`TrainedLstm::calibration`]).
-    pub calibration: Calibration,
-    /// The model that produced it.
-    pub model: Arc<TrainedLstm>,
-}
+/// `label` of an LSTM forecast answered by the naive forecast because the posted prices lie
+/// far outside the range the symbol's model was trained on.
+pub const OUT_OF_RANGE_LABEL: &str = "lstm(fallback: naive, input outside the training range)";
 
 type Outcome = Result<Arc<TrainedLstm>, RegistryError>;
 
@@ -315,7 +308,8 @@ impl Registry {
     }
 
     /// Forecasts `horizon` steps after `prices` with `symbol`'s model, loading or training it
-    /// first if needed. The forecast itself also runs off the runtime.
+    /// first if needed, banded at `level` ([`serve_lstm`]). The forecast itself runs on the
+    /// forecast pool, off the runtime.
     ///
     /// # Errors
     /// [`RegistryError::HistoryTooShort`] under 60 prices, then any error of
@@ -325,48 +319,26 @@ impl Registry {
         symbol: &Symbol,
         prices: PriceSeries,
         horizon: Horizon,
+        level: f64,
         permission: TrainingPermission,
-    ) -> Result<Forecast, RegistryError> {
-        let Some(current_price) = prices
-            .last()
-            .filter(|_| prices.len() >= MIN_FORECAST_PRICES)
-        else {
+    ) -> Result<IntervalForecast, RegistryError> {
+        if prices.len() < MIN_FORECAST_PRICES {
             return Err(RegistryError::HistoryTooShort {
                 needed: MIN_FORECAST_PRICES,
                 got: prices.len(),
             });
-        };
+        }
         let prices: Arc<[f64]> = prices.into_inner().into();
         let model = self
             .model_for(symbol, Arc::clone(&prices), permission)
             .await?;
-        let m = Arc::clone(&model);
-        let history = Arc::clone(&prices);
         let precision = self.config.precision;
-        let path = self
-            .pool
-            .run(move || m.forecast_with(&prices, horizon.get(), precision))
+        let (horizon, served) = (horizon.get(), symbol.clone());
+        self.pool
+            .run(move || serve_lstm(&served, model, prices, horizon, level, precision))
             .await
             .ok_or_else(|| RegistryError::TaskFailed("the forecast panicked".into()))?
-            .map_err(|e| lstm_error(symbol, e))?;
-        let predicted_price = match path.last() {
-            Some(p) if path.iter().all(|x| x.is_finite()) => *p,
-            _ => {
-                return Err(RegistryError::Degenerate {
-                    symbol: symbol.clone(),
-                    reason: "the forecast is not a finite number".into(),
-                })
-            }
-        };
-        let calibration = model.calibration(&history, horizon.get());
-        Ok(Forecast {
-            confidence: confidence(model.expected_mape(horizon.get(), &calibration)),
-            calibration,
-            path,
-            current_price,
-            predicted_price,
-            model,
-        })
+            .map_err(|e| forecast_error(symbol, e))
     }
 
     /// `symbol`'s model: from memory, else from the store, else trained on `prices` (at least
@@ -665,6 +637,51 @@ fn check_model(
     Ok(model)
 }
 
+/// The forecast of `model` after `prices` through the one path of every model
+/// ([`forecast_fitted`]), or naive's, labelled [`OUT_OF_RANGE_LABEL`], where `prices` lie far
+/// outside what the model was trained on: serving it there would be confident nonsense.
+fn serve_lstm(
+    symbol: &Symbol,
+    model: Arc<TrainedLstm>,
+    prices: Arc<[f64]>,
+    horizon: usize,
+    level: f64,
+    precision: Precision,
+) -> Result<IntervalForecast, ForecastError> {
+    let fitted = FittedLstm::serving(Arc::clone(&model), Arc::clone(&prices), precision);
+    let forecast = forecast_fitted(&fitted, horizon, level, || {
+        naive_calibration(&prices, horizon, &CalibrationSettings::default())
+    })?;
+    if model.covers(&prices) {
+        return Ok(forecast);
+    }
+    tracing::warn!(%symbol, "input outside the stored model's training range: answering naive");
+    let mut naive = forecast_with_intervals(&Naive, &prices, horizon, level)?;
+    naive.model = OUT_OF_RANGE_LABEL.into();
+    Ok(naive)
+}
+
+/// A served forecast's failure: the history was validated, so only the network can fail.
+fn forecast_error(symbol: &Symbol, e: ForecastError) -> RegistryError {
+    match e {
+        ForecastError::Lstm(e) => lstm_error(symbol, e),
+        ForecastError::NotEnoughPrices { needed, got } => {
+            RegistryError::HistoryTooShort { needed, got }
+        }
+        ForecastError::NotFinite => RegistryError::Degenerate {
+            symbol: symbol.clone(),
+            reason: "the forecast is not a finite number".into(),
+        },
+        e @ (ForecastError::InvalidPrice { .. }
+        | ForecastError::ZeroHorizon
+        | ForecastError::InvalidLevel(_)
+        | ForecastError::UnknownModel { .. }) => RegistryError::Degenerate {
+            symbol: symbol.clone(),
+            reason: e.to_string(),
+        },
+    }
+}
+
 fn lstm_error(symbol: &Symbol, e: LstmError) -> RegistryError {
     match e {
         LstmError::Diverged(reason) => RegistryError::Degenerate {
@@ -680,29 +697,5 @@ fn lstm_error(symbol: &Symbol, e: LstmError) -> RegistryError {
             RegistryError::HistoryTooShort { needed, got }
         }
         other @ LstmError::InvalidArtefact(_) => RegistryError::Training(Arc::new(other)),
-    }
-}
-
-/// `1 - mape`, clamped to [0, 1]; a non-finite error measure gives 0.
-pub fn confidence(mape: f64) -> f64 {
-    let c = 1.0 - mape;
-    if c.is_finite() {
-        c.clamp(0.0, 1.0)
-    } else {
-        0.0
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn confidence_is_one_minus_error_within_bounds() {
-        assert!((confidence(0.05) - 0.95).abs() < 1e-12);
-        assert_eq!(confidence(1.7), 0.0);
-        assert_eq!(confidence(-0.1), 1.0);
-        assert_eq!(confidence(f64::NAN), 0.0);
-        assert_eq!(confidence(f64::INFINITY), 0.0);
     }
 }

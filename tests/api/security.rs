@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use coinsphere_ml::http::predict::OUT_OF_RANGE_LABEL;
+use coinsphere_ml::registry::OUT_OF_RANGE_LABEL;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

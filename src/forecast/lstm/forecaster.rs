@@ -4,7 +4,9 @@
 //! the walk-forward validation origins measured during training rather than from refitting
 //! at many cutoffs.
 
-use super::{self as lstm, LstmConfig, TrainedLstm};
+use std::sync::Arc;
+
+use super::{self as lstm, LstmConfig, Precision, TrainedLstm};
 use crate::forecast::{
     intervals::Calibration, log_prices, tail, FittedForecaster, ForecastError, Forecaster,
 };
@@ -36,19 +38,34 @@ impl Default for LstmForecaster {
     }
 }
 
-/// A trained LSTM and the window of history it forecasts from.
+/// A trained LSTM (trained here, or the registry's cached one) and the history it forecasts
+/// from, at an arithmetic precision.
+///
+/// A served forecast ([`FittedLstm::serving`]) refuses a path that is not finite (the client
+/// gets a 422 that says so); one fitted by [`LstmForecaster`] for a backtest fold answers naive
+/// at such a day instead, so that one bad fold does not stop a run of a thousand.
 pub struct FittedLstm {
-    model: TrainedLstm,
-    history: Vec<f64>,
+    model: Arc<TrainedLstm>,
+    history: Arc<[f64]>,
+    precision: Precision,
+    strict: bool,
 }
 
 impl FittedLstm {
-    /// Wraps an already trained model (from the store) to forecast after `history`.
-    pub fn new(model: TrainedLstm, history: &[f64]) -> Self {
+    /// The registry's `model` forecasting after `history` at `precision`, for a client.
+    pub fn serving(model: Arc<TrainedLstm>, history: Arc<[f64]>, precision: Precision) -> Self {
         Self {
             model,
-            history: history.to_vec(),
+            history,
+            precision,
+            strict: true,
         }
+    }
+
+    /// The network's path, unchecked.
+    fn network_path(&self, horizon: usize) -> Result<Vec<f64>, lstm::LstmError> {
+        self.model
+            .forecast_with(&self.history, horizon, self.precision)
     }
 }
 
@@ -69,14 +86,19 @@ impl Forecaster for LstmForecaster {
             None => prices,
         };
         let model = lstm::train(&self.config, prices, &mut |_| {})?;
-        Ok(Box::new(FittedLstm::new(model, prices)))
+        Ok(Box::new(FittedLstm {
+            model: Arc::new(model),
+            history: prices.into(),
+            precision: Precision::F32,
+            strict: false,
+        }))
     }
 }
 
 impl FittedForecaster for FittedLstm {
     fn predict(&self, horizon: usize) -> Vec<f64> {
         let last = self.history.last().copied().unwrap_or(1.0);
-        match self.model.forecast(&self.history, horizon) {
+        match self.network_path(horizon) {
             Ok(path) if path.len() == horizon => path
                 .into_iter()
                 .map(|p| if p.is_finite() && p > 0.0 { p } else { last })
@@ -92,6 +114,24 @@ impl FittedForecaster for FittedLstm {
 
     fn calibration(&self, horizon: usize) -> Option<Calibration> {
         Some(self.model.calibration(&self.history, horizon))
+    }
+
+    /// A served forecast's path as the network gives it: a value that is not finite is an
+    /// error, not replaced.
+    fn try_predict(&self, horizon: usize) -> Result<Vec<f64>, ForecastError> {
+        if !self.strict {
+            return Ok(self.predict(horizon));
+        }
+        let path = self.network_path(horizon)?;
+        if path.iter().all(|p| p.is_finite()) {
+            Ok(path)
+        } else {
+            Err(ForecastError::NotFinite)
+        }
+    }
+
+    fn expected_mape(&self, horizon: usize, calibration: &Calibration) -> f64 {
+        self.model.expected_mape(horizon, calibration)
     }
 }
 
