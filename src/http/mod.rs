@@ -3,25 +3,12 @@
 //! [`router`] assembles one router per resource; [`AppState`] is cheap to clone (it holds
 //! `Arc`s); [`server::Application`] binds a listener and serves it with graceful shutdown.
 
-pub mod auth;
-pub mod backtest;
-pub mod batch;
-pub mod docs;
-pub mod dto;
+pub mod body;
 pub mod error;
-pub mod extract;
-mod fastjson;
-pub mod limits;
-pub mod logging;
-pub mod metrics;
-pub mod models;
-pub mod ops;
-pub mod predict;
-pub mod probes;
-pub mod risk;
+pub mod middleware;
+pub mod routes;
 pub mod server;
-pub mod service;
-pub mod training;
+pub mod state;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -36,6 +23,8 @@ use crate::forecast::{model_by_name, ForecastError};
 use crate::registry::Registry;
 use crate::settings::Settings;
 use error::{ApiError, FieldError};
+use middleware::{limits, logging};
+use routes::{backtest, batch, docs, metrics, models, predict, probes, risk, service, training};
 
 /// Limits checked at the boundary.
 #[derive(Clone, Copy, Debug)]
@@ -74,7 +63,7 @@ pub struct AppState {
     /// When the service started.
     pub started: Instant,
     /// Readiness, access control, batch and time limits, retraining.
-    pub ops: Arc<ops::OpsState>,
+    pub ops: Arc<state::OpsState>,
 }
 
 /// The whole API.

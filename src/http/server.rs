@@ -30,7 +30,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-use super::ops::OpsState;
+use super::state::OpsState;
 use super::{router, AppState, Limits};
 use crate::domain::Symbol;
 use crate::registry::Registry;

@@ -3,10 +3,10 @@
 
 use serde_json::Value;
 
-use super::error::FieldError;
 use super::extract::{Fields, FromJson};
 use super::fastjson::{self, Field};
 use crate::forecast::intervals::DEFAULT_LEVEL;
+use crate::http::error::FieldError;
 
 /// Default `days_ahead` of `/predict`.
 pub const DEFAULT_DAYS_AHEAD: i64 = 7;

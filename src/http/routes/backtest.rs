@@ -17,15 +17,15 @@ use axum::routing::post;
 use axum::{Extension, Router};
 use serde_json::{json, Value};
 
-use super::error::{ApiError, FieldError};
-use super::extract::{ApiJson, Fields, FromJson};
-use super::logging::RequestSymbol;
-use super::{check_level, check_model, check_prices, check_symbol, value_error, AppState};
 use crate::backtest::report::render_json;
 use crate::backtest::{run_backtest_cancellable, BacktestConfig, BacktestError};
 use crate::domain::{PriceSeries, Symbol};
 use crate::forecast::intervals::DEFAULT_LEVEL;
 use crate::forecast::{model_by_name, MODEL_NAMES};
+use crate::http::body::extract::{ApiJson, Fields, FromJson};
+use crate::http::error::{ApiError, FieldError};
+use crate::http::middleware::logging::RequestSymbol;
+use crate::http::{check_level, check_model, check_prices, check_symbol, value_error, AppState};
 use crate::prices::Series;
 use crate::telemetry::error_chain;
 

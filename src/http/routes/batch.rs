@@ -12,13 +12,13 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::auth::training_permission;
-use super::dto::PredictRequest;
-use super::error::{ApiError, FieldError};
-use super::extract::{ApiJson, FromJson};
 use super::predict::predict;
-use super::AppState;
 use crate::domain::Symbol;
+use crate::http::body::dto::PredictRequest;
+use crate::http::body::extract::{ApiJson, FromJson};
+use crate::http::error::{ApiError, FieldError};
+use crate::http::middleware::auth::training_permission;
+use crate::http::AppState;
 use crate::registry::TrainingPermission;
 
 /// Routes of this resource.

@@ -14,16 +14,17 @@ use axum::routing::post;
 use axum::{Extension, Json, Router};
 use serde_json::json;
 
-use super::auth::training_permission;
-use super::dto::PredictRequest;
-use super::error::ApiError;
-use super::extract::ApiJson;
-use super::logging::RequestSymbol;
-use super::{check_level, check_model, check_prices, check_symbol, ops, value_error, AppState};
 use crate::contract::PredictResponse;
 use crate::domain::{Horizon, PriceSeries, Symbol};
 use crate::forecast::intervals::forecast_with_intervals;
 use crate::forecast::{model_by_name, ForecastError, STATS_MODEL_VERSION};
+use crate::http::body::dto::PredictRequest;
+use crate::http::body::extract::ApiJson;
+use crate::http::error::ApiError;
+use crate::http::middleware::auth::training_permission;
+use crate::http::middleware::logging::RequestSymbol;
+use crate::http::state;
+use crate::http::{check_level, check_model, check_prices, check_symbol, value_error, AppState};
 use crate::registry::{TrainingPermission, MIN_FORECAST_PRICES};
 use crate::telemetry::error_chain;
 
@@ -113,7 +114,7 @@ pub async fn predict(
     let started = Instant::now();
     let mut symbol = None;
     let result = validate_and_forecast(state, request, logged, permission, &mut symbol).await;
-    ops::record_prediction(state, symbol.as_ref(), &result, started.elapsed());
+    state::record_prediction(state, symbol.as_ref(), &result, started.elapsed());
     result
 }
 
@@ -179,7 +180,7 @@ async fn forecast_lstm(
         .registry
         .forecast(&symbol, prices, horizon, level, permission)
         .await?;
-    ops::after_forecast(state, &symbol, keep);
+    state::after_forecast(state, &symbol, keep);
     Ok(PredictResponse::from_forecast(
         &symbol,
         current_price,

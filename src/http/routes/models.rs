@@ -9,10 +9,10 @@ use axum::routing::get;
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
-use super::auth::check_key;
-use super::error::{ApiError, FieldError};
-use super::logging::RequestSymbol;
-use super::{path_symbol, AppState};
+use crate::http::error::{ApiError, FieldError};
+use crate::http::middleware::auth::check_key;
+use crate::http::middleware::logging::RequestSymbol;
+use crate::http::{path_symbol, AppState};
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {

@@ -8,12 +8,12 @@ use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
 use super::batch::{check_batch_size, item_error, point_at_item, read_item, BatchRequest};
-use super::dto::RiskRequest;
-use super::error::ApiError;
-use super::extract::ApiJson;
-use super::logging::RequestSymbol;
-use super::{check_price_list, check_prices, check_symbol, AppState, Limits};
 use crate::contract::RiskResponse;
+use crate::http::body::dto::RiskRequest;
+use crate::http::body::extract::ApiJson;
+use crate::http::error::ApiError;
+use crate::http::middleware::logging::RequestSymbol;
+use crate::http::{check_price_list, check_prices, check_symbol, AppState, Limits};
 use crate::risk::measures::risk_measures;
 use crate::risk::{self, RiskError};
 

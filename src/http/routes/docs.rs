@@ -11,10 +11,10 @@ use serde_json::{json, Value};
 
 use super::backtest::{default_models, MAX_FOLDS, MAX_HORIZONS, MAX_MODELS};
 use super::training::MIN_UPDATE_PRICES;
-use super::AppState;
 use crate::backtest::BacktestConfig;
 use crate::forecast::intervals::DEFAULT_LEVEL;
 use crate::forecast::MODEL_NAMES;
+use crate::http::AppState;
 use crate::registry::MIN_FORECAST_PRICES;
 use crate::risk::RISK_WINDOW;
 
@@ -417,13 +417,21 @@ mod tests {
     /// Every `(path, method)` the routers under `src/http` register, read from their source:
     /// axum cannot list a router's routes, and a hand-kept list would not notice a new one.
     fn served_routes() -> Vec<(String, String)> {
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
-        let mut routes = Vec::new();
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.extension().is_none_or(|e| e != "rs") {
-                continue;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/http");
+        let mut files = Vec::new();
+        let mut dirs = vec![root];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    files.push(path);
+                }
             }
+        }
+        let mut routes = Vec::new();
+        for path in files {
             let source = std::fs::read_to_string(&path).unwrap();
             for call in source.split(".route(\"").skip(1) {
                 let (route, rest) = call.split_once('"').unwrap();

@@ -9,8 +9,8 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use serde_json::{json, Map, Value};
 
-use super::error::{ApiError, FieldError};
-use super::AppState;
+use crate::http::error::{ApiError, FieldError};
+use crate::http::AppState;
 
 /// At most this many errors are reported for one list field.
 const MAX_ERRORS_PER_LIST: usize = 10;

@@ -11,7 +11,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::AppState;
+use crate::http::AppState;
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {

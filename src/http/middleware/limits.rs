@@ -1,5 +1,5 @@
 //! Request time limits, the declared-body-size check, and CORS. (Connection limits and
-//! header timeouts are the server's: see [`super::server`].)
+//! header timeouts are the server's: see [`crate::http::server`].)
 //!
 //! Two limits: `REQUEST_TIMEOUT_SECS` (default 30) for ordinary requests, and
 //! `TRAINING_TIMEOUT_SECS` (default 900) for the routes that may train a model (`/predict`,
@@ -17,8 +17,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
-use super::error::ApiError;
-use super::AppState;
+use crate::http::error::ApiError;
+use crate::http::AppState;
 
 /// Whether requests to this route template may train a model (and get the long limit).
 pub fn may_train(route: &str) -> bool {

@@ -1,7 +1,7 @@
 //! `POST /models/{symbol}/train` (retrain from scratch on the posted prices) and
 //! `POST /models/{symbol}/update` (fine-tune the existing model on newer prices). Both replace
 //! the model only once the new one is trained, checked and stored; the old one serves until
-//! then. Both are protected by `API_KEYS` when it is set (see [`super::auth`]).
+//! then. Both are protected by `API_KEYS` when it is set (see [`crate::http::middleware::auth`]).
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
@@ -9,13 +9,13 @@ use axum::routing::post;
 use axum::{Extension, Json, Router};
 use serde_json::{json, Value};
 
-use super::auth::RequireKey;
-use super::error::{ApiError, FieldError};
-use super::extract::{ApiJson, Fields, FromJson};
-use super::logging::RequestSymbol;
-use super::{check_prices, path_symbol, AppState};
 use crate::domain::{PriceSeries, Symbol};
 use crate::forecast::lstm::TrainedLstm;
+use crate::http::body::extract::{ApiJson, Fields, FromJson};
+use crate::http::error::{ApiError, FieldError};
+use crate::http::middleware::auth::RequireKey;
+use crate::http::middleware::logging::RequestSymbol;
+use crate::http::{check_prices, path_symbol, AppState};
 use crate::registry::MIN_TRAINING_PRICES;
 
 /// Fewest prices `update` accepts: one window and a validation tail worth measuring.

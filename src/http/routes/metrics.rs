@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 
-use super::AppState;
+use crate::http::AppState;
 use crate::telemetry::metrics::Gauge;
 
 /// Routes of this resource.

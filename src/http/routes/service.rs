@@ -5,7 +5,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{json, Value};
 
-use super::AppState;
+use crate::http::AppState;
 
 /// The service's name, in `GET /` and `GET /health`.
 pub const SERVICE_NAME: &str = "Coinsphere ML";

@@ -16,8 +16,8 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use sha2::{Digest, Sha256};
 
-use super::error::ApiError;
-use super::AppState;
+use crate::http::error::ApiError;
+use crate::http::AppState;
 use crate::registry::{TrainingPermission, TrainingRefusal};
 use crate::settings::ops::TrainingMode;
 

@@ -1,0 +1,7 @@
+//! Reading request bodies: the typed request DTOs ([`dto`]), the JSON extractor with
+//! FastAPI-style field errors ([`extract`]), and the measured fast scanner for the usual shape
+//! ([`fastjson`]).
+
+pub mod dto;
+pub mod extract;
+mod fastjson;
