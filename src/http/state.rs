@@ -56,10 +56,12 @@ impl OpsState {
     }
 }
 
-/// Records a finished prediction in the metrics.
+/// Records a finished prediction of `model` (the name asked for, `_invalid` if unknown) in the
+/// metrics.
 pub fn record_prediction(
     state: &AppState,
     symbol: Option<&Symbol>,
+    model: &str,
     result: &Result<crate::contract::PredictResponse, ApiError>,
     elapsed: Duration,
 ) {
@@ -69,15 +71,15 @@ pub fn record_prediction(
         Err(e) => e.code(),
     };
     // A series per symbol that has a model, not per symbol a client can make up.
-    let model = match symbol {
+    let symbol = match symbol {
         Some(s) if state.registry.loaded(s).is_some() => s.as_str(),
         Some(_) => "other",
         None => "_invalid",
     };
-    metrics.predictions.inc(&[model, outcome]);
+    metrics.predictions.inc(&[symbol, model, outcome]);
     metrics
         .prediction_seconds
-        .observe(&[], elapsed.as_secs_f64());
+        .observe(&[model], elapsed.as_secs_f64());
 }
 
 /// After a successful forecast: retrains `symbol`'s model in the background if it is stale.

@@ -44,7 +44,7 @@ use crate::forecast::lstm::{self, LstmConfig, LstmError, Precision, TrainedLstm}
 use crate::forecast::naive::Naive;
 use crate::forecast::ForecastError;
 use crate::store::{self, ModelStore, StoreError};
-use crate::telemetry::metrics::Metrics;
+use crate::telemetry::metrics::{BuildInfo, Metrics};
 
 /// Fewest prices a forecast needs (the LSTM window of SPEC section 3; the contract's 400).
 pub const MIN_FORECAST_PRICES: usize = 60;
@@ -212,7 +212,7 @@ impl Registry {
             run_slots: Arc::new(Semaphore::new(config.max_concurrent_trainings.get())),
             admissions: Arc::new(Semaphore::new(admitted)),
             counters: Counters::default(),
-            metrics: Arc::new(Metrics::new()),
+            metrics: Arc::new(Metrics::new(&BuildInfo::current(config.precision.kernel()))),
             pool: pool::ForecastPool::per_core(),
             store,
             config,

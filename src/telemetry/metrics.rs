@@ -1,14 +1,25 @@
-//! A small Prometheus registry: labelled counters and histograms behind one mutex per family,
-//! rendered in the text exposition format (version 0.0.4). Hand-written because the service
-//! needs a dozen series, not a metrics framework.
+//! Every metric of the service, on the `prometheus-client` crate (the Prometheus project's Rust
+//! client), exposed in the OpenMetrics text format: labelled counters and histograms, gauges
+//! read at scrape time, the standard `process_*` metrics ([`process`]) and `ml_build_info`.
 //!
 //! Label values come from requests (symbols), so each family keeps at most
 //! [`MAX_SERIES_PER_FAMILY`] label sets; later new ones are counted under the value `_other`.
 
-use std::collections::BTreeMap;
-use std::fmt::Write;
-use std::sync::{Mutex, MutexGuard};
+pub mod process;
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+/// The content type of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Most label sets one family keeps before new ones fold into `_other`.
 pub const MAX_SERIES_PER_FAMILY: usize = 1000;
@@ -23,198 +34,181 @@ pub const TRAINING_BUCKETS: &[f64] = &[
     0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0,
 ];
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
+/// One series' labels: (name, value) in the family's order.
+type Labels = Vec<(&'static str, String)>;
+
+/// The label set of `values` under `names`, or all `_other` once the family holds
+/// [`MAX_SERIES_PER_FAMILY`] sets (`series` counts them; two threads adding one set at once may
+/// count it twice, which only makes the bound a little tighter).
+fn bounded<M, C: MetricConstructor<M>>(
+    family: &Family<Labels, M, C>,
+    series: &AtomicUsize,
+    names: &[&'static str],
+    values: &[&str],
+) -> Labels {
+    debug_assert_eq!(names.len(), values.len());
+    let labels: Labels = names
+        .iter()
+        .zip(values)
+        .map(|(n, v)| (*n, (*v).to_owned()))
+        .collect();
+    if family.get(&labels).is_some() {
+        return labels;
+    }
+    if series.fetch_add(1, Ordering::Relaxed) >= MAX_SERIES_PER_FAMILY {
+        series.fetch_sub(1, Ordering::Relaxed);
+        return names.iter().map(|n| (*n, "_other".to_owned())).collect();
+    }
+    labels
 }
 
 /// A counter family with fixed label names.
 #[derive(Debug)]
 pub struct CounterVec {
-    name: &'static str,
-    help: &'static str,
     labels: &'static [&'static str],
-    series: Mutex<BTreeMap<Vec<String>, u64>>,
+    family: Family<Labels, Counter>,
+    series: AtomicUsize,
 }
 
 impl CounterVec {
-    /// An empty family.
-    pub fn new(name: &'static str, help: &'static str, labels: &'static [&'static str]) -> Self {
+    /// An empty family registered in `registry` as `{name}_total`.
+    fn register(
+        registry: &mut Registry,
+        name: &'static str,
+        help: &'static str,
+        labels: &'static [&'static str],
+    ) -> Self {
+        let family = Family::default();
+        registry.register(name, help, family.clone());
         Self {
-            name,
-            help,
             labels,
-            series: Mutex::new(BTreeMap::new()),
+            family,
+            series: AtomicUsize::new(0),
         }
     }
 
     /// Adds one to the series with these label values (in the order of the label names).
     pub fn inc(&self, values: &[&str]) {
-        debug_assert_eq!(values.len(), self.labels.len());
-        let mut series = lock(&self.series);
-        let key = bounded_key(&series, values);
-        *series.entry(key).or_insert(0) += 1;
+        let labels = bounded(&self.family, &self.series, self.labels, values);
+        self.family.get_or_create(&labels).inc();
     }
 
     /// The value of one series (0 if never incremented).
     pub fn get(&self, values: &[&str]) -> u64 {
-        let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
-        lock(&self.series).get(&key).copied().unwrap_or(0)
+        let labels: Labels = self
+            .labels
+            .iter()
+            .zip(values)
+            .map(|(n, v)| (*n, (*v).to_owned()))
+            .collect();
+        self.family.get(&labels).map_or(0, |c| c.get())
     }
-
-    fn render(&self, out: &mut String) {
-        header(out, self.name, self.help, "counter");
-        for (values, n) in lock(&self.series).iter() {
-            let _ = writeln!(
-                out,
-                "{}{} {n}",
-                self.name,
-                labels(self.labels, values, None)
-            );
-        }
-    }
-}
-
-#[derive(Clone, Debug)]
-struct HistogramData {
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
 }
 
 /// A histogram family with fixed buckets and label names.
 #[derive(Debug)]
 pub struct HistogramVec {
-    name: &'static str,
-    help: &'static str,
     labels: &'static [&'static str],
-    buckets: &'static [f64],
-    series: Mutex<BTreeMap<Vec<String>, HistogramData>>,
+    family: Family<Labels, Histogram, fn() -> Histogram>,
+    series: AtomicUsize,
 }
 
 impl HistogramVec {
-    /// An empty family.
-    pub fn new(
+    /// An empty family registered in `registry`; `new` makes a histogram with its buckets.
+    fn register(
+        registry: &mut Registry,
         name: &'static str,
         help: &'static str,
         labels: &'static [&'static str],
-        buckets: &'static [f64],
+        new: fn() -> Histogram,
     ) -> Self {
+        let family = Family::new_with_constructor(new);
+        registry.register(name, help, family.clone());
         Self {
-            name,
-            help,
             labels,
-            buckets,
-            series: Mutex::new(BTreeMap::new()),
+            family,
+            series: AtomicUsize::new(0),
         }
     }
 
     /// Records one observation in seconds.
     pub fn observe(&self, values: &[&str], seconds: f64) {
-        let mut series = lock(&self.series);
-        let key = bounded_key(&series, values);
-        let data = series.entry(key).or_insert_with(|| HistogramData {
-            counts: vec![0; self.buckets.len()],
-            sum: 0.0,
-            count: 0,
-        });
-        if let Some(i) = self.buckets.iter().position(|&b| seconds <= b) {
-            data.counts[i] += 1;
+        let labels = bounded(&self.family, &self.series, self.labels, values);
+        self.family.get_or_create(&labels).observe(seconds);
+    }
+}
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS.iter().copied())
+}
+
+fn training_histogram() -> Histogram {
+    Histogram::new(TRAINING_BUCKETS.iter().copied())
+}
+
+/// The values of the gauges, read when `/metrics` is scraped.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct GaugeValues {
+    /// Models in memory.
+    pub models_loaded: usize,
+    /// Trainings running now.
+    pub trainings_running: usize,
+    /// Trainings admitted and waiting for a slot.
+    pub trainings_waiting: usize,
+    /// Whether the service is ready for traffic.
+    pub ready: bool,
+    /// Seconds since start-up.
+    pub uptime_seconds: f64,
+}
+
+#[derive(Debug, Default)]
+struct Gauges {
+    models_loaded: Gauge<f64, AtomicU64>,
+    trainings_running: Gauge<f64, AtomicU64>,
+    trainings_waiting: Gauge<f64, AtomicU64>,
+    ready: Gauge<f64, AtomicU64>,
+    uptime_seconds: Gauge<f64, AtomicU64>,
+}
+
+/// What `ml_build_info` states about the running binary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuildInfo {
+    /// The crate's version.
+    pub version: &'static str,
+    /// `release` or `debug`.
+    pub profile: &'static str,
+    /// What cached LSTM forecasts run on (`int16-avx512vnni`, `f32-avx2`, `f32-scalar`).
+    pub lstm_kernel: &'static str,
+}
+
+impl BuildInfo {
+    /// This binary, forecasting on `lstm_kernel`.
+    pub fn current(lstm_kernel: &'static str) -> Self {
+        Self {
+            version: env!("CARGO_PKG_VERSION"),
+            profile: if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            },
+            lstm_kernel,
         }
-        data.sum += seconds;
-        data.count += 1;
     }
-
-    /// Observations recorded in one series.
-    pub fn count(&self, values: &[&str]) -> u64 {
-        let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
-        lock(&self.series).get(&key).map_or(0, |d| d.count)
-    }
-
-    fn render(&self, out: &mut String) {
-        header(out, self.name, self.help, "histogram");
-        for (values, d) in lock(&self.series).iter() {
-            let mut cumulative = 0;
-            for (bound, n) in self.buckets.iter().zip(&d.counts) {
-                cumulative += n;
-                let le = format!("{bound}");
-                let _ = writeln!(
-                    out,
-                    "{}_bucket{} {cumulative}",
-                    self.name,
-                    labels(self.labels, values, Some(&le))
-                );
-            }
-            let _ = writeln!(
-                out,
-                "{}_bucket{} {}",
-                self.name,
-                labels(self.labels, values, Some("+Inf")),
-                d.count
-            );
-            let l = labels(self.labels, values, None);
-            let _ = writeln!(out, "{}_sum{l} {}", self.name, d.sum);
-            let _ = writeln!(out, "{}_count{l} {}", self.name, d.count);
-        }
-    }
-}
-
-fn bounded_key<V>(series: &BTreeMap<Vec<String>, V>, values: &[&str]) -> Vec<String> {
-    let key: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
-    if series.len() >= MAX_SERIES_PER_FAMILY && !series.contains_key(&key) {
-        vec!["_other".to_owned(); values.len()]
-    } else {
-        key
-    }
-}
-
-fn header(out: &mut String, name: &str, help: &str, kind: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-/// `{a="x",b="y"}` (empty when there are no labels), with an optional `le`.
-fn labels(names: &[&str], values: &[String], le: Option<&str>) -> String {
-    let mut parts: Vec<String> = names
-        .iter()
-        .zip(values)
-        .map(|(n, v)| format!("{n}=\"{}\"", escape(v)))
-        .collect();
-    if let Some(le) = le {
-        parts.push(format!("le=\"{le}\""));
-    }
-    if parts.is_empty() {
-        String::new()
-    } else {
-        format!("{{{}}}", parts.join(","))
-    }
-}
-
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-/// A gauge value read at scrape time.
-#[derive(Clone, Copy, Debug)]
-pub struct Gauge {
-    /// Metric name.
-    pub name: &'static str,
-    /// Help text.
-    pub help: &'static str,
-    /// Current value.
-    pub value: f64,
 }
 
 /// Every metric of the service. Share it as `Arc<Metrics>`.
 #[derive(Debug)]
 pub struct Metrics {
-    /// `ml_predictions_total{model,outcome}`: model is the symbol, outcome `ok` or an error code.
+    registry: Registry,
+    gauges: Gauges,
+    /// `ml_predictions_total{symbol,model,outcome}`: symbol is the symbol when it has a model
+    /// in memory (else `other`), model the model asked for, outcome `ok` or an error code.
     pub predictions: CounterVec,
-    /// `ml_prediction_duration_seconds`: time to answer one prediction (training included).
+    /// `ml_prediction_duration_seconds{model}`: time to answer one prediction (training
+    /// included).
     pub prediction_seconds: HistogramVec,
     /// `ml_trainings_total{kind,outcome}`: kind `train` or `fine_tune`; outcome `ok`,
-    /// `failed` or `rejected` (training queue full).
+    /// `failed`, `rejected` (training queue full) or `abandoned`.
     pub trainings: CounterVec,
     /// `ml_training_duration_seconds{kind}`.
     pub training_seconds: HistogramVec,
@@ -226,54 +220,105 @@ pub struct Metrics {
     pub http_seconds: HistogramVec,
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl Metrics {
-    /// Empty metrics.
-    pub fn new() -> Self {
+    /// Empty metrics of a binary described by `build`.
+    pub fn new(build: &BuildInfo) -> Self {
+        let mut registry = Registry::default();
+        let gauges = Gauges::default();
+        for (name, help, gauge) in [
+            (
+                "ml_models_loaded",
+                "Models in memory.",
+                &gauges.models_loaded,
+            ),
+            (
+                "ml_trainings_running",
+                "Trainings running now.",
+                &gauges.trainings_running,
+            ),
+            (
+                "ml_trainings_waiting",
+                "Trainings admitted and waiting for a slot.",
+                &gauges.trainings_waiting,
+            ),
+            (
+                "ml_ready",
+                "1 when the service is ready for traffic.",
+                &gauges.ready,
+            ),
+            (
+                "ml_uptime_seconds",
+                "Seconds since start-up.",
+                &gauges.uptime_seconds,
+            ),
+        ] {
+            registry.register(name, help, gauge.clone());
+        }
+        registry.register(
+            "ml_build",
+            "The running binary: version, build profile and LSTM kernel.",
+            Info::new(vec![
+                ("version", build.version),
+                ("profile", build.profile),
+                ("lstm_kernel", build.lstm_kernel),
+            ]),
+        );
+        let predictions = CounterVec::register(
+            &mut registry,
+            "ml_predictions",
+            "Predictions answered, by symbol (with a model in memory, else other), model asked for and outcome.",
+            &["symbol", "model", "outcome"],
+        );
+        let prediction_seconds = HistogramVec::register(
+            &mut registry,
+            "ml_prediction_duration_seconds",
+            "Time to answer one prediction, including any loading or training, by model asked for.",
+            &["model"],
+            latency_histogram,
+        );
+        let trainings = CounterVec::register(
+            &mut registry,
+            "ml_trainings",
+            "Trainings and fine-tunings, by kind and outcome.",
+            &["kind", "outcome"],
+        );
+        let training_seconds = HistogramVec::register(
+            &mut registry,
+            "ml_training_duration_seconds",
+            "Duration of finished trainings and fine-tunings.",
+            &["kind"],
+            training_histogram,
+        );
+        let cache = CounterVec::register(
+            &mut registry,
+            "ml_model_cache_requests",
+            "Model look-ups answered from memory (hit) or not (miss).",
+            &["result"],
+        );
+        let http_requests = CounterVec::register(
+            &mut registry,
+            "ml_http_requests",
+            "HTTP requests, by method, route template and status.",
+            &["method", "route", "status"],
+        );
+        let http_seconds = HistogramVec::register(
+            &mut registry,
+            "ml_http_request_duration_seconds",
+            "HTTP request duration, by route template.",
+            &["route"],
+            latency_histogram,
+        );
+        registry.register_collector(Box::new(process::ProcessCollector::new()));
         Self {
-            predictions: CounterVec::new(
-                "ml_predictions_total",
-                "Predictions answered, by model (symbol) and outcome.",
-                &["model", "outcome"],
-            ),
-            prediction_seconds: HistogramVec::new(
-                "ml_prediction_duration_seconds",
-                "Time to answer one prediction, including any loading or training.",
-                &[],
-                LATENCY_BUCKETS,
-            ),
-            trainings: CounterVec::new(
-                "ml_trainings_total",
-                "Trainings and fine-tunings, by kind and outcome.",
-                &["kind", "outcome"],
-            ),
-            training_seconds: HistogramVec::new(
-                "ml_training_duration_seconds",
-                "Duration of finished trainings and fine-tunings.",
-                &["kind"],
-                TRAINING_BUCKETS,
-            ),
-            cache: CounterVec::new(
-                "ml_model_cache_requests_total",
-                "Model look-ups answered from memory (hit) or not (miss).",
-                &["result"],
-            ),
-            http_requests: CounterVec::new(
-                "ml_http_requests_total",
-                "HTTP requests, by method, route template and status.",
-                &["method", "route", "status"],
-            ),
-            http_seconds: HistogramVec::new(
-                "ml_http_request_duration_seconds",
-                "HTTP request duration, by route template.",
-                &["route"],
-                LATENCY_BUCKETS,
-            ),
+            registry,
+            gauges,
+            predictions,
+            prediction_seconds,
+            trainings,
+            training_seconds,
+            cache,
+            http_requests,
+            http_seconds,
         }
     }
 
@@ -285,20 +330,17 @@ impl Metrics {
             .observe(&[kind], duration.as_secs_f64());
     }
 
-    /// The text exposition of every family plus `gauges`.
-    pub fn render(&self, gauges: &[Gauge]) -> String {
-        let mut out = String::with_capacity(8 * 1024);
-        for g in gauges {
-            header(&mut out, g.name, g.help, "gauge");
-            let _ = writeln!(out, "{} {}", g.name, g.value);
-        }
-        self.predictions.render(&mut out);
-        self.prediction_seconds.render(&mut out);
-        self.trainings.render(&mut out);
-        self.training_seconds.render(&mut out);
-        self.cache.render(&mut out);
-        self.http_requests.render(&mut out);
-        self.http_seconds.render(&mut out);
+    /// The OpenMetrics text of every metric, with the gauges at `values`.
+    pub fn render(&self, values: GaugeValues) -> String {
+        let g = &self.gauges;
+        g.models_loaded.set(values.models_loaded as f64);
+        g.trainings_running.set(values.trainings_running as f64);
+        g.trainings_waiting.set(values.trainings_waiting as f64);
+        g.ready.set(if values.ready { 1.0 } else { 0.0 });
+        g.uptime_seconds.set(values.uptime_seconds);
+        let mut out = String::with_capacity(16 * 1024);
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
         out
     }
 }
@@ -307,50 +349,144 @@ impl Metrics {
 mod tests {
     use super::*;
 
+    fn metrics() -> Metrics {
+        Metrics::new(&BuildInfo::current("f32-scalar"))
+    }
+
+    /// One parsed sample: name, sorted labels, value (NaN for histogram and summary lines).
+    type Sample = (String, Vec<(String, String)>, f64);
+
+    /// The text through a real Prometheus text parser.
+    fn parse(text: &str) -> Vec<Sample> {
+        let lines = text.lines().map(|l| Ok(l.to_owned()));
+        let scrape = prometheus_parse::Scrape::parse(lines).expect("parses");
+        scrape
+            .samples
+            .into_iter()
+            .map(|s| {
+                let value = match s.value {
+                    prometheus_parse::Value::Counter(v)
+                    | prometheus_parse::Value::Gauge(v)
+                    | prometheus_parse::Value::Untyped(v) => v,
+                    prometheus_parse::Value::Histogram(_) | prometheus_parse::Value::Summary(_) => {
+                        f64::NAN
+                    }
+                };
+                let mut labels: Vec<(String, String)> = s
+                    .labels
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                labels.sort();
+                (s.metric, labels, value)
+            })
+            .collect()
+    }
+
+    fn value(
+        samples: &[Sample],
+        name: &str,
+        labels: &[(&str, &str)],
+    ) -> Option<f64> {
+        let mut want: Vec<(String, String)> = labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        want.sort();
+        samples
+            .iter()
+            .find(|(n, l, _)| n == name && *l == want)
+            .map(|s| s.2)
+    }
+
     #[test]
-    fn counters_render_with_escaped_labels() {
-        let m = Metrics::new();
-        m.predictions.inc(&["BTC", "ok"]);
-        m.predictions.inc(&["BTC", "ok"]);
-        m.predictions.inc(&["a\"b", "no_model"]);
-        let text = m.render(&[]);
-        assert!(text.contains("# TYPE ml_predictions_total counter"));
-        assert!(text.contains("ml_predictions_total{model=\"BTC\",outcome=\"ok\"} 2\n"));
-        assert!(text.contains("ml_predictions_total{model=\"a\\\"b\",outcome=\"no_model\"} 1\n"));
+    fn counters_parse_back_with_escaped_labels() {
+        let m = metrics();
+        m.predictions.inc(&["BTC", "lstm", "ok"]);
+        m.predictions.inc(&["BTC", "lstm", "ok"]);
+        m.predictions.inc(&["a\"b", "naive", "no_model"]);
+        let text = m.render(GaugeValues::default());
+        assert!(text.contains("# TYPE ml_predictions counter"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        let samples = parse(&text);
+        let ok = [("symbol", "BTC"), ("model", "lstm"), ("outcome", "ok")];
+        assert_eq!(value(&samples, "ml_predictions_total", &ok), Some(2.0));
+        assert!(text.contains(r#"symbol="a\"b""#), "{text}");
+        assert_eq!(m.predictions.get(&["BTC", "lstm", "ok"]), 2);
     }
 
     #[test]
     fn histograms_are_cumulative_and_end_with_inf_sum_and_count() {
-        let h = HistogramVec::new("t_seconds", "help", &[], &[0.1, 1.0]);
-        h.observe(&[], 0.25);
-        h.observe(&[], 0.5);
-        h.observe(&[], 4.0);
-        let mut text = String::new();
-        h.render(&mut text);
-        assert!(text.contains("t_seconds_bucket{le=\"0.1\"} 0\n"), "{text}");
-        assert!(text.contains("t_seconds_bucket{le=\"1\"} 2\n"), "{text}");
-        assert!(text.contains("t_seconds_bucket{le=\"+Inf\"} 3\n"), "{text}");
-        assert!(text.contains("t_seconds_sum 4.75\n"), "{text}");
-        assert!(text.contains("t_seconds_count 3\n"), "{text}");
+        let m = metrics();
+        for s in [0.0005, 0.002, 4.0] {
+            m.http_seconds.observe(&["/predict"], s);
+        }
+        let text = m.render(GaugeValues::default());
+        let bucket = |le: &str| {
+            format!(r#"ml_http_request_duration_seconds_bucket{{le="{le}",route="/predict"}} "#)
+        };
+        for (le, n) in [("0.001", 1), ("0.0025", 2), ("+Inf", 3)] {
+            assert!(
+                text.contains(&format!("{}{n}\n", bucket(le))),
+                "{le}: {text}"
+            );
+        }
+        assert!(text.contains("ml_http_request_duration_seconds_count{route=\"/predict\"} 3\n"));
     }
 
     #[test]
     fn label_sets_are_bounded() {
-        let c = CounterVec::new("c_total", "help", &["model"]);
+        let m = metrics();
         for i in 0..MAX_SERIES_PER_FAMILY + 5 {
-            c.inc(&[&format!("S{i}")]);
+            m.cache.inc(&[&format!("S{i}")]);
         }
-        assert_eq!(lock(&c.series).len(), MAX_SERIES_PER_FAMILY + 1);
-        assert_eq!(c.get(&["_other"]), 5);
+        assert_eq!(m.cache.get(&["_other"]), 5);
+        assert_eq!(
+            m.cache.get(&[&format!("S{}", MAX_SERIES_PER_FAMILY - 1)]),
+            1
+        );
+        assert_eq!(m.cache.get(&[&format!("S{MAX_SERIES_PER_FAMILY}")]), 0);
+        m.cache.inc(&["S0"]);
+        assert_eq!(m.cache.get(&["S0"]), 2, "a known set still counts");
     }
 
     #[test]
-    fn gauges_come_first_with_their_type() {
-        let text = Metrics::new().render(&[Gauge {
-            name: "ml_models_loaded",
-            help: "Models in memory.",
-            value: 3.0,
-        }]);
-        assert!(text.starts_with("# HELP ml_models_loaded Models in memory.\n# TYPE ml_models_loaded gauge\nml_models_loaded 3\n"));
+    fn gauges_build_info_and_process_metrics_are_exposed() {
+        let text = metrics().render(GaugeValues {
+            models_loaded: 3,
+            ready: true,
+            ..GaugeValues::default()
+        });
+        let samples = parse(&text);
+        assert_eq!(value(&samples, "ml_models_loaded", &[]), Some(3.0));
+        assert_eq!(value(&samples, "ml_ready", &[]), Some(1.0));
+        let build = samples
+            .iter()
+            .find(|s| s.0 == "ml_build_info")
+            .expect("ml_build_info");
+        assert!(
+            build
+                .1
+                .contains(&("lstm_kernel".into(), "f32-scalar".into())),
+            "{build:?}"
+        );
+        assert!(build
+            .1
+            .contains(&("version".into(), env!("CARGO_PKG_VERSION").into())));
+        if cfg!(target_os = "linux") {
+            for name in [
+                "process_cpu_seconds_total",
+                "process_resident_memory_bytes",
+                "process_virtual_memory_bytes",
+                "process_open_fds",
+                "process_max_fds",
+                "process_start_time_seconds",
+                "process_threads",
+            ] {
+                let v = value(&samples, name, &[]).unwrap_or_else(|| panic!("{name} in {text}"));
+                assert!(v.is_finite() && v >= 0.0, "{name} {v}");
+            }
+            assert!(value(&samples, "process_resident_memory_bytes", &[]).unwrap() > 1e6);
+        }
     }
 }

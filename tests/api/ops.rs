@@ -64,12 +64,24 @@ async fn metrics_count_predictions_cache_and_routes_by_template() {
     assert!(response.headers()["content-type"]
         .to_str()
         .unwrap()
-        .starts_with("text/plain"));
+        .starts_with("application/openmetrics-text"));
     let text = response.text().await.unwrap();
+    // The whole scrape parses with a real Prometheus parser.
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("the scrape parses");
+    let names: Vec<&str> = scrape.samples.iter().map(|s| s.metric.as_str()).collect();
+    for name in [
+        "ml_build_info",
+        "ml_predictions_total",
+        "process_cpu_seconds_total",
+        "process_resident_memory_bytes",
+    ] {
+        assert!(names.contains(&name), "no {name} in\n{text}");
+    }
     for line in [
-        "ml_predictions_total{model=\"BTC\",outcome=\"ok\"} 2",
-        "ml_predictions_total{model=\"other\",outcome=\"no_model\"} 1",
-        "ml_prediction_duration_seconds_count 3",
+        "ml_predictions_total{symbol=\"BTC\",model=\"lstm\",outcome=\"ok\"} 2",
+        "ml_predictions_total{symbol=\"other\",model=\"lstm\",outcome=\"no_model\"} 1",
+        "ml_prediction_duration_seconds_count{model=\"lstm\"} 3",
         "ml_trainings_total{kind=\"train\",outcome=\"ok\"} 1",
         "ml_training_duration_seconds_count{kind=\"train\"} 1",
         "ml_model_cache_requests_total{result=\"hit\"} 1",

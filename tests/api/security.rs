@@ -417,7 +417,7 @@ async fn made_up_symbols_do_not_grow_the_metrics() {
         .collect();
     assert_eq!(
         series,
-        vec![r#"ml_predictions_total{model="other",outcome="ok"} 20"#]
+        vec![r#"ml_predictions_total{symbol="other",model="naive",outcome="ok"} 20"#]
     );
 }
 

@@ -1,4 +1,4 @@
-//! `GET /metrics` (Prometheus text format) and the middleware that counts every HTTP request
+//! `GET /metrics` (OpenMetrics text, [`crate::telemetry::metrics`]) and the middleware that counts every HTTP request
 //! by method, route template (axum's `MatchedPath`, so `/models/{symbol}` is one series) and
 //! status.
 
@@ -12,7 +12,7 @@ use axum::routing::get;
 use axum::Router;
 
 use crate::http::AppState;
-use crate::telemetry::metrics::Gauge;
+use crate::telemetry::metrics::{GaugeValues, CONTENT_TYPE};
 
 /// Routes of this resource.
 pub fn router() -> Router<AppState> {
@@ -21,43 +21,16 @@ pub fn router() -> Router<AppState> {
 
 async fn serve_metrics(State(state): State<AppState>) -> impl IntoResponse {
     let stats = state.registry.stats();
-    let gauges = [
-        Gauge {
-            name: "ml_models_loaded",
-            help: "Models in memory.",
-            value: stats.models_loaded as f64,
-        },
-        Gauge {
-            name: "ml_trainings_running",
-            help: "Trainings running now.",
-            value: stats.trainings_running as f64,
-        },
-        Gauge {
-            name: "ml_trainings_waiting",
-            help: "Trainings admitted and waiting for a slot.",
-            value: stats.trainings_waiting as f64,
-        },
-        Gauge {
-            name: "ml_ready",
-            help: "1 when the service is ready for traffic.",
-            value: if state.ops.readiness.is_ready() {
-                1.0
-            } else {
-                0.0
-            },
-        },
-        Gauge {
-            name: "ml_uptime_seconds",
-            help: "Seconds since start-up.",
-            value: state.started.elapsed().as_secs_f64(),
-        },
-    ];
+    let values = GaugeValues {
+        models_loaded: stats.models_loaded,
+        trainings_running: stats.trainings_running,
+        trainings_waiting: stats.trainings_waiting,
+        ready: state.ops.readiness.is_ready(),
+        uptime_seconds: state.started.elapsed().as_secs_f64(),
+    };
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.registry.metrics().render(&gauges),
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        state.registry.metrics().render(values),
     )
 }
 

@@ -17,7 +17,7 @@ use serde_json::json;
 use crate::contract::PredictResponse;
 use crate::domain::{Horizon, PriceSeries, Symbol};
 use crate::forecast::intervals::forecast_with_intervals;
-use crate::forecast::{model_by_name, ForecastError, STATS_MODEL_VERSION};
+use crate::forecast::{model_by_name, ForecastError, MODEL_NAMES, STATS_MODEL_VERSION};
 use crate::http::body::dto::PredictRequest;
 use crate::http::body::extract::ApiJson;
 use crate::http::error::ApiError;
@@ -113,8 +113,13 @@ pub async fn predict(
 ) -> Result<PredictResponse, ApiError> {
     let started = Instant::now();
     let mut symbol = None;
+    let model = MODEL_NAMES
+        .iter()
+        .find(|&&m| m == request.model)
+        .copied()
+        .unwrap_or("_invalid");
     let result = validate_and_forecast(state, request, logged, permission, &mut symbol).await;
-    state::record_prediction(state, symbol.as_ref(), &result, started.elapsed());
+    state::record_prediction(state, symbol.as_ref(), model, &result, started.elapsed());
     result
 }
 
