@@ -383,11 +383,7 @@ mod tests {
             .collect()
     }
 
-    fn value(
-        samples: &[Sample],
-        name: &str,
-        labels: &[(&str, &str)],
-    ) -> Option<f64> {
+    fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64> {
         let mut want: Vec<(String, String)> = labels
             .iter()
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))

@@ -158,7 +158,7 @@ impl Packed {
     }
 
     /// [`Self::predict`], on the AVX2 kernels only when `avx2` (which needs AVX2 and FMA).
-    fn predict_with(&self, window: &[f32], s: &mut Scratch, avx2: bool) -> f32 {
+    pub(crate) fn predict_with(&self, window: &[f32], s: &mut Scratch, avx2: bool) -> f32 {
         let (h, g, steps) = (self.hidden, 4 * self.hidden, window.len());
         if steps == 0 {
             return self.ends.bias_only();
@@ -471,63 +471,5 @@ mod tests {
             layers: 2,
         };
         assert!(Packed::new(layout, &vec![0.0; layout.len()]).is_none());
-    }
-}
-
-#[cfg(test)]
-pub(super) mod timing {
-    use super::*;
-    use crate::forecast::lstm::network::{Predictor, SplitMix64};
-
-    /// The network the timing tests run: SPEC's 2x64 with small random weights, and a 60-step
-    /// window.
-    pub(in crate::forecast::lstm) fn spec_net() -> (Layout, Vec<f32>, Vec<f32>) {
-        let layout = Layout {
-            hidden: 64,
-            layers: 2,
-        };
-        let mut rng = SplitMix64(1);
-        let params: Vec<f32> = (0..layout.len())
-            .map(|_| (rng.next_f32() - 0.5) * 0.25)
-            .collect();
-        let window: Vec<f32> = (0..60).map(|_| rng.next_f32()).collect();
-        (layout, params, window)
-    }
-
-    /// The shortest of `n` runs of `f`, in microseconds.
-    pub(in crate::forecast::lstm) fn best_of(n: usize, f: &mut dyn FnMut() -> f32) -> f64 {
-        (0..n)
-            .map(|_| {
-                let t0 = std::time::Instant::now();
-                std::hint::black_box(f());
-                t0.elapsed().as_secs_f64() * 1e6
-            })
-            .fold(f64::INFINITY, f64::min)
-    }
-
-    /// `cargo test --release --lib time_packed_predict -- --ignored --nocapture`: best-of-400
-    /// times of one 2x64, 60-step prediction, packed path (AVX2 and scalar) against the batch
-    /// predictor with one window (the forecast path before packing), interleaved so that
-    /// machine load hits them alike.
-    #[test]
-    #[ignore]
-    fn time_packed_predict() {
-        let (layout, params, window) = spec_net();
-        let p = Packed::new(layout, &params).expect("packs");
-        let mut s = Scratch::default();
-        let mut batch = Predictor::new(layout, 60, 1);
-        let best_of = |f: &mut dyn FnMut() -> f32| best_of(400, f);
-        for rep in 0..3 {
-            let packed = best_of(&mut || p.predict(std::hint::black_box(&window), &mut s));
-            let scalar = best_of(&mut || p.predict_with(&window, &mut s, false));
-            let mut y = [0.0f32];
-            let old = best_of(&mut || {
-                batch.predict(&params, &[&window], &mut y);
-                y[0]
-            });
-            eprintln!(
-                "rep {rep}: packed {packed:.1} us, packed scalar {scalar:.1} us, batch predictor {old:.1} us"
-            );
-        }
     }
 }

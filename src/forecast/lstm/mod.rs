@@ -8,6 +8,8 @@
 
 mod aligned;
 mod artefact;
+#[doc(hidden)]
+pub mod bench_support;
 mod config;
 mod finetune;
 pub mod forecaster;

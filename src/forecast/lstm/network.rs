@@ -478,7 +478,7 @@ impl Workspace {
             if let Some(prev) = below.last() {
                 // The hidden-state gradient of the layer below: `dgates * W_ih` over all steps.
                 // Through the packed-panel kernel, not matrixmultiply: 66 vs 34 GFLOP/s for
-                // this 960 x 256 x 64 shape (`time_panel_gemm`).
+                // this 960 x 256 x 64 shape (`cargo bench --bench kernels -- training_gemm`).
                 let w_ih = &p[lay.w_ih(l)];
                 self.w_ih_p.pack(g, hd, |gi, k| w_ih[gi * hd + k]);
                 self.dh_out.fill(0.0);
