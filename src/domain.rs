@@ -208,6 +208,11 @@ impl std::str::FromStr for ModelVersion {
     }
 }
 
+/// The current time as RFC 3339 UTC with a `Z` (the contract's timestamp format).
+pub fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

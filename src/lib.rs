@@ -18,8 +18,3 @@ pub mod risk;
 pub mod settings;
 pub mod store;
 pub mod telemetry;
-
-/// The current time as RFC 3339 UTC with a `Z` (the contract's timestamp format).
-pub fn now_rfc3339() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}

@@ -498,7 +498,7 @@ impl ModelStore for FsModelStore {
             model_version: version.to_string(),
             weights_file,
             sha256,
-            created_at: crate::now_rfc3339(),
+            created_at: crate::domain::now_rfc3339(),
             metadata: model.metadata(),
         };
         // serde_json would write NaN as null, which would not load back: refuse it here.
@@ -890,7 +890,7 @@ mod tests {
             model_version: "v1.0.0".into(),
             weights_file: "BTC_v1.0.0.safetensors".into(),
             sha256: hex::encode(Sha256::digest(&weights)),
-            created_at: crate::now_rfc3339(),
+            created_at: crate::domain::now_rfc3339(),
             metadata: model.metadata(),
         };
         let old_weights = dir.path().join("BTC_v1.0.0.safetensors");

@@ -87,7 +87,7 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
         "lstm",
         registry.version().as_str(),
         forecast,
-        crate::now_rfc3339(),
+        crate::domain::now_rfc3339(),
     );
     println!("{}", serde_json::to_string(&response)?);
     if let Some(plot) = &args.plot {

@@ -192,7 +192,7 @@ async fn forecast_lstm(
         "lstm",
         state.registry.version().as_str(),
         forecast,
-        crate::now_rfc3339(),
+        crate::domain::now_rfc3339(),
     ))
 }
 
@@ -219,7 +219,7 @@ async fn forecast_stats(
         name,
         STATS_MODEL_VERSION,
         forecast,
-        crate::now_rfc3339(),
+        crate::domain::now_rfc3339(),
     ))
 }
 

@@ -66,7 +66,7 @@ fn score(
         &symbol,
         score,
         measures,
-        crate::now_rfc3339(),
+        crate::domain::now_rfc3339(),
     ))
 }
 

@@ -79,7 +79,7 @@ fn describe(state: &AppState, symbol: &Symbol, status: &str, model: &TrainedLstm
         "final_train_loss": s.final_train_loss,
         "validation_loss": s.validation_loss,
         "validation_mape": model.validation_mape(1),
-        "timestamp": crate::now_rfc3339(),
+        "timestamp": crate::domain::now_rfc3339(),
     })
 }
 
