@@ -24,6 +24,15 @@ pub struct FieldError {
     pub kind: String,
 }
 
+/// `(loc, type)` of each error, for tests that state which fields failed and how.
+#[cfg(test)]
+pub(crate) fn locs_and_kinds(errors: &[FieldError]) -> Vec<(Value, &str)> {
+    errors
+        .iter()
+        .map(|e| (json!(e.loc), e.kind.as_str()))
+        .collect()
+}
+
 impl FieldError {
     /// An error at `loc`.
     pub fn new(loc: Vec<Value>, msg: impl Into<String>, kind: impl Into<String>) -> Self {

@@ -287,10 +287,7 @@ mod tests {
             &json!({"historical_prices": [], "model": 3, "interval_level": "x"}),
         )
         .unwrap_err();
-        let got: Vec<(Value, &str)> = errors
-            .iter()
-            .map(|e| (json!(e.loc), e.kind.as_str()))
-            .collect();
+        let got = crate::contract::error::locs_and_kinds(&errors);
         assert_eq!(
             got,
             vec![

@@ -342,10 +342,7 @@ mod tests {
         assert_eq!(f.string_list_or("s", &[]), None);
         assert_eq!(f.integer_list_or("h", &[]), None);
         let errors = f.finish().unwrap_err();
-        let got: Vec<(Value, &str)> = errors
-            .iter()
-            .map(|e| (json!(e.loc), e.kind.as_str()))
-            .collect();
+        let got = crate::contract::error::locs_and_kinds(&errors);
         assert_eq!(
             got,
             vec![
