@@ -24,6 +24,17 @@ async fn liveness_answers_and_readiness_follows_warm_up() {
     wait_ready(&app).await;
     let (status, body) = status_json(app.get("/health/ready").await).await;
     assert_eq!((status, body["status"].clone()), (200, json!("ready")));
+    // The KServe / Open Inference Protocol V2 paths answer the same.
+    for (v2, v1) in [
+        ("/v2/health/live", "/health/live"),
+        ("/v2/health/ready", "/health/ready"),
+    ] {
+        assert_eq!(
+            status_json(app.get(v2).await).await,
+            status_json(app.get(v1).await).await,
+            "{v2}"
+        );
+    }
 }
 
 #[tokio::test]
