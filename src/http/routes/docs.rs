@@ -54,10 +54,6 @@ fn unavailable(description: &str) -> Value {
            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorDetail"}}}})
 }
 
-fn text(description: &str) -> Value {
-    json!({"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}})
-}
-
 fn body(schema: &str) -> Value {
     json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}})
 }
@@ -200,7 +196,8 @@ pub fn openapi(max_days_ahead: usize, max_prices: usize) -> Value {
             "/v2/health/ready": {"get": {"summary": "Readiness probe at the KServe / Open Inference Protocol V2 path", "operationId": "check_readiness_v2",
                 "responses": {"200": ok("Readiness", "Ready for traffic"), "503": ok("Readiness", "Starting, warming up or shutting down")}}},
             "/metrics": {"get": {"summary": "Prometheus metrics", "operationId": "serve_metrics",
-                "responses": {"200": text("Prometheus text format 0.0.4")}}},
+                "responses": {"200": {"description": "OpenMetrics text format 1.0.0",
+                    "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}}}}},
             "/openapi.json": {"get": {"summary": "This document", "operationId": "serve_openapi", "responses": {"200": {"description": "OpenAPI 3.1"}}}},
             "/docs": {"get": {"summary": "Human-readable documentation", "operationId": "serve_docs", "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}}}}
     });
