@@ -37,48 +37,36 @@ pub const TRAINING_BUCKETS: &[f64] = &[
 /// One series' labels: (name, value) in the family's order.
 type Labels = Vec<(&'static str, String)>;
 
-/// The label set of `values` under `names`, or all `_other` once the family holds
-/// [`MAX_SERIES_PER_FAMILY`] sets (`series` counts them; two threads adding one set at once may
-/// count it twice, which only makes the bound a little tighter).
-fn bounded<M, C: MetricConstructor<M>>(
-    family: &Family<Labels, M, C>,
-    series: &AtomicUsize,
-    names: &[&'static str],
-    values: &[&str],
-) -> Labels {
-    debug_assert_eq!(names.len(), values.len());
-    let labels: Labels = names
-        .iter()
-        .zip(values)
-        .map(|(n, v)| (*n, (*v).to_owned()))
-        .collect();
-    if family.get(&labels).is_some() {
-        return labels;
-    }
-    if series.fetch_add(1, Ordering::Relaxed) >= MAX_SERIES_PER_FAMILY {
-        series.fetch_sub(1, Ordering::Relaxed);
-        return names.iter().map(|n| (*n, "_other".to_owned())).collect();
-    }
-    labels
-}
-
-/// A counter family with fixed label names.
+/// A family of one metric type with fixed label names, holding at most
+/// [`MAX_SERIES_PER_FAMILY`] label sets: later new ones share the set of all `_other`.
 #[derive(Debug)]
-pub struct CounterVec {
+pub struct BoundedFamily<M, C = fn() -> M> {
     labels: &'static [&'static str],
-    family: Family<Labels, Counter>,
+    family: Family<Labels, M, C>,
+    /// Label sets created; two threads adding one set at once may count it twice, which only
+    /// makes the bound a little tighter.
     series: AtomicUsize,
 }
 
-impl CounterVec {
-    /// An empty family registered in `registry` as `{name}_total`.
+/// A counter family (`{name}_total`).
+pub type CounterVec = BoundedFamily<Counter>;
+
+/// A histogram family with fixed buckets.
+pub type HistogramVec = BoundedFamily<Histogram>;
+
+impl<M, C> BoundedFamily<M, C>
+where
+    M: prometheus_client::registry::Metric + prometheus_client::metrics::TypedMetric,
+    C: MetricConstructor<M> + Clone + std::fmt::Debug + Send + Sync + 'static,
+{
+    /// `family` (empty), registered in `registry`.
     fn register(
         registry: &mut Registry,
         name: &'static str,
         help: &'static str,
         labels: &'static [&'static str],
+        family: Family<Labels, M, C>,
     ) -> Self {
-        let family = Family::default();
         registry.register(name, help, family.clone());
         Self {
             labels,
@@ -87,54 +75,53 @@ impl CounterVec {
         }
     }
 
+    /// The label set of `values` (in the order of the label names).
+    fn label_set(&self, values: &[&str]) -> Labels {
+        debug_assert_eq!(self.labels.len(), values.len());
+        self.labels
+            .iter()
+            .zip(values)
+            .map(|(n, v)| (*n, (*v).to_owned()))
+            .collect()
+    }
+
+    /// Runs `f` on the series of `values`, created if new and the family is not full.
+    fn with(&self, values: &[&str], f: impl FnOnce(&M)) {
+        let mut labels = self.label_set(values);
+        if self.family.get(&labels).is_none()
+            && self.series.fetch_add(1, Ordering::Relaxed) >= MAX_SERIES_PER_FAMILY
+        {
+            self.series.fetch_sub(1, Ordering::Relaxed);
+            labels = self
+                .labels
+                .iter()
+                .map(|n| (*n, "_other".to_owned()))
+                .collect();
+        }
+        f(&self.family.get_or_create(&labels));
+    }
+}
+
+impl CounterVec {
     /// Adds one to the series with these label values (in the order of the label names).
     pub fn inc(&self, values: &[&str]) {
-        let labels = bounded(&self.family, &self.series, self.labels, values);
-        self.family.get_or_create(&labels).inc();
+        self.with(values, |c| {
+            c.inc();
+        });
     }
 
     /// The value of one series (0 if never incremented).
     pub fn get(&self, values: &[&str]) -> u64 {
-        let labels: Labels = self
-            .labels
-            .iter()
-            .zip(values)
-            .map(|(n, v)| (*n, (*v).to_owned()))
-            .collect();
-        self.family.get(&labels).map_or(0, |c| c.get())
+        self.family
+            .get(&self.label_set(values))
+            .map_or(0, |c| c.get())
     }
-}
-
-/// A histogram family with fixed buckets and label names.
-#[derive(Debug)]
-pub struct HistogramVec {
-    labels: &'static [&'static str],
-    family: Family<Labels, Histogram, fn() -> Histogram>,
-    series: AtomicUsize,
 }
 
 impl HistogramVec {
-    /// An empty family registered in `registry`; `new` makes a histogram with its buckets.
-    fn register(
-        registry: &mut Registry,
-        name: &'static str,
-        help: &'static str,
-        labels: &'static [&'static str],
-        new: fn() -> Histogram,
-    ) -> Self {
-        let family = Family::new_with_constructor(new);
-        registry.register(name, help, family.clone());
-        Self {
-            labels,
-            family,
-            series: AtomicUsize::new(0),
-        }
-    }
-
     /// Records one observation in seconds.
     pub fn observe(&self, values: &[&str], seconds: f64) {
-        let labels = bounded(&self.family, &self.series, self.labels, values);
-        self.family.get_or_create(&labels).observe(seconds);
+        self.with(values, |h| h.observe(seconds));
     }
 }
 
@@ -268,45 +255,49 @@ impl Metrics {
             "ml_predictions",
             "Predictions answered, by symbol (with a model in memory, else other), model asked for and outcome.",
             &["symbol", "model", "outcome"],
+            Family::default(),
         );
         let prediction_seconds = HistogramVec::register(
             &mut registry,
             "ml_prediction_duration_seconds",
             "Time to answer one prediction, including any loading or training, by model asked for.",
             &["model"],
-            latency_histogram,
+            Family::new_with_constructor(latency_histogram),
         );
         let trainings = CounterVec::register(
             &mut registry,
             "ml_trainings",
             "Trainings and fine-tunings, by kind and outcome.",
             &["kind", "outcome"],
+            Family::default(),
         );
         let training_seconds = HistogramVec::register(
             &mut registry,
             "ml_training_duration_seconds",
             "Duration of finished trainings and fine-tunings.",
             &["kind"],
-            training_histogram,
+            Family::new_with_constructor(training_histogram),
         );
         let cache = CounterVec::register(
             &mut registry,
             "ml_model_cache_requests",
             "Model look-ups answered from memory (hit) or not (miss).",
             &["result"],
+            Family::default(),
         );
         let http_requests = CounterVec::register(
             &mut registry,
             "ml_http_requests",
             "HTTP requests, by method, route template and status.",
             &["method", "route", "status"],
+            Family::default(),
         );
         let http_seconds = HistogramVec::register(
             &mut registry,
             "ml_http_request_duration_seconds",
             "HTTP request duration, by route template.",
             &["route"],
-            latency_histogram,
+            Family::new_with_constructor(latency_histogram),
         );
         registry.register_collector(Box::new(process::ProcessCollector::new()));
         Self {
