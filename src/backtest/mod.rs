@@ -87,8 +87,9 @@ impl Default for BacktestConfig {
     }
 }
 
-/// One model's scores on one series at one horizon.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+/// One model's scores on one series at one horizon. A score that is not a finite number (a
+/// MASE with a naive MAE of 0, an MAE of prices near the largest double) is `null` in JSON.
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct BacktestRow {
     pub symbol: String,
     pub model: String,
@@ -96,10 +97,13 @@ pub struct BacktestRow {
     /// Cutoffs scored.
     pub n: usize,
     /// Mean absolute error in price units.
+    #[schema(value_type = Option<f64>, required = true)]
     pub mae: f64,
     /// Mean absolute percentage error (0.05 = 5%).
+    #[schema(value_type = Option<f64>, required = true)]
     pub mape: f64,
     /// MAE / naive MAE on the same cutoffs (null in JSON when naive's MAE is 0).
+    #[schema(value_type = Option<f64>, required = true)]
     pub mase: f64,
     /// Share of actual prices inside the interval at [`BacktestConfig::level`].
     pub coverage: f64,
@@ -108,10 +112,12 @@ pub struct BacktestRow {
     pub mean_confidence: f64,
     /// `(level, coverage)` for the main and the extra levels; not serialised.
     #[serde(skip)]
+    #[schema(ignore)]
     pub coverage_by_level: Vec<(f64, f64)>,
     /// Per scored cutoff: the recent volatility of the history and whether the actual price
     /// fell inside the main interval (for coverage by volatility tercile); not serialised.
     #[serde(skip)]
+    #[schema(ignore)]
     pub fold_volatility_inside: Vec<(f64, bool)>,
 }
 

@@ -6,6 +6,9 @@
 use http::StatusCode;
 use serde::Serialize;
 use serde_json::{json, Value};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type};
+use utoipa::openapi::{Array, Ref, Schema};
+use utoipa::ToSchema;
 
 use crate::domain::Symbol;
 use crate::registry::{RegistryError, TrainingRefusal, MIN_FORECAST_PRICES, MIN_TRAINING_PRICES};
@@ -13,15 +16,88 @@ use crate::risk::RISK_WINDOW;
 use crate::telemetry::error_chain;
 
 /// One entry of a FastAPI-style validation `detail` list.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct FieldError {
     /// Where: `["body", "historical_prices", 3]`, `["path", "symbol"]`...
+    #[schema(schema_with = location)]
     pub loc: Vec<Value>,
     /// What is wrong, for people.
     pub msg: String,
     /// What is wrong, for programs (pydantic's names: `missing`, `float_type`, `value_error`...).
     #[serde(rename = "type")]
     pub kind: String,
+}
+
+/// A location: names and list indices.
+fn location() -> Array {
+    ArrayBuilder::new()
+        .items(
+            OneOfBuilder::new()
+                .item(ObjectBuilder::new().schema_type(Type::String))
+                .item(ObjectBuilder::new().schema_type(Type::Integer)),
+        )
+        .build()
+}
+
+/// The body of every error answer: `{"code", "detail"}` (keys in the order the service has
+/// always sent them).
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[schema(as = ErrorDetail)]
+pub struct ErrorBody {
+    /// Stable machine-readable error code.
+    pub code: &'static str,
+    /// A sentence; a list of field errors for a body that is not JSON (400) or fields that do
+    /// not validate.
+    #[schema(schema_with = detail)]
+    pub detail: Value,
+}
+
+/// `detail`: a sentence or a list of field errors.
+fn detail() -> Schema {
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(ObjectBuilder::new().schema_type(Type::String))
+            .item(ArrayBuilder::new().items(Ref::from_schema_name(FieldError::name())))
+            .description(Some(
+                "A sentence; a list of field errors for a body that is not JSON (400) or fields \
+             that do not validate",
+            ))
+            .build(),
+    )
+}
+
+/// The [`ErrorBody`] of a 422 for fields that do not validate ([`ApiError::Validation`]):
+/// `detail` is the list. A schema of the document only; the answer is an `ErrorBody`.
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ValidationError {
+    /// `validation_error`.
+    code: String,
+    /// What failed, field by field.
+    detail: Vec<FieldError>,
+}
+
+/// A batch item that failed: `{"error": {"code", "detail", "status"}, "symbol"}` (keys in the
+/// order the service has always sent them).
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct BatchItemError {
+    /// What the single route would have answered.
+    pub error: ItemErrorBody,
+    /// The item's symbol: validated and upper-case when possible, else as sent.
+    #[schema(value_type = Value)]
+    pub symbol: Value,
+}
+
+/// The `error` of a [`BatchItemError`]: an [`ErrorBody`] and its status.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct ItemErrorBody {
+    /// Stable machine-readable error code.
+    pub code: &'static str,
+    /// As in an [`ErrorBody`].
+    #[schema(schema_with = detail)]
+    pub detail: Value,
+    /// The HTTP status the single route would have answered.
+    pub status: u16,
 }
 
 /// `(loc, type)` of each error, for tests that state which fields failed and how.
@@ -282,6 +358,25 @@ impl ApiError {
     /// The `detail` value of the body (a string, or a list of field errors).
     pub fn detail(&self) -> Value {
         self.parts().2
+    }
+
+    /// The body of the answer.
+    pub fn body(&self) -> ErrorBody {
+        let (_, code, detail) = self.parts();
+        ErrorBody { code, detail }
+    }
+
+    /// This error as a failed batch item of `symbol`.
+    pub fn batch_item(&self, symbol: Value) -> BatchItemError {
+        let (status, code, detail) = self.parts();
+        BatchItemError {
+            error: ItemErrorBody {
+                code,
+                detail,
+                status: status.as_u16(),
+            },
+            symbol,
+        }
     }
 
     /// The `detail` as text (the CLI prints it).

@@ -7,19 +7,23 @@
 pub mod error;
 
 use serde::Serialize;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::Object;
+use utoipa::ToSchema;
 
 use crate::domain::Symbol;
 use crate::forecast::intervals::{IntervalForecast, PathPoint};
+use crate::forecast::MODEL_NAMES;
 use crate::risk::measures::RiskMeasures;
-use crate::risk::RiskScore;
+use crate::risk::{RiskLevel, RiskScore};
 
 /// `POST /predict` answer. New fields go at the end and are additive; the contract's fields
 /// never change.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct PredictResponse {
     /// Upper-case symbol.
     pub symbol: String,
-    /// Last price sent.
+    /// The last price sent.
     pub current_price: f64,
     /// Forecast `days_ahead` steps after the last price: the last `forecast[].price`.
     pub predicted_price: f64,
@@ -27,24 +31,30 @@ pub struct PredictResponse {
     pub prediction_change: f64,
     /// `prediction_change / current_price * 100`.
     pub prediction_change_percent: f64,
-    /// `1 - out-of-sample MAPE at this horizon`, in [0, 1] (see the README).
+    /// 1 - the model's out-of-sample MAPE at this horizon, clamped to [0, 1]: from the LSTM's
+    /// validation tail, or from refitting a statistical model at recent cutoffs (see the
+    /// README).
+    #[schema(minimum = 0, maximum = 1)]
     pub confidence: f64,
     /// Steps ahead.
     pub days_ahead: usize,
     /// RFC 3339 UTC.
+    #[schema(format = DateTime)]
     pub timestamp: String,
     /// The model asked for and what produced the forecast.
     pub model: ModelInfo,
     /// The interval level of `forecast[].lower` and `upper`, in (0, 1).
+    #[schema(exclusive_minimum = 0, exclusive_maximum = 1)]
     pub level: f64,
     /// Days 1..=`days_ahead`: point forecast and interval.
     pub forecast: Vec<PathPoint>,
 }
 
 /// The `model` object of a `/predict` answer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
 pub struct ModelInfo {
     /// The model name the request asked for (`"lstm"`, `"auto"`...).
+    #[schema(schema_with = model_name)]
     pub name: String,
     /// The registry's model version for the LSTM, else the statistical models' version.
     pub version: String,
@@ -115,6 +125,24 @@ impl PredictResponse {
     }
 }
 
+/// The schema of a string that is one of `values`.
+pub fn one_of_strings(values: impl IntoIterator<Item = &'static str>) -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(values))
+        .build()
+}
+
+/// The schema of a model name: one of [`MODEL_NAMES`].
+pub fn model_name() -> Object {
+    one_of_strings(MODEL_NAMES.iter().copied())
+}
+
+/// The schema of a risk level: one of [`RiskLevel::ALL`]'s names.
+fn risk_level() -> Object {
+    one_of_strings(RiskLevel::ALL.iter().map(|l| l.as_str()))
+}
+
 /// A band that is finite and holds its price, whatever the model did: an upper end that
 /// overflowed becomes the largest finite number, a lower end above the price the price.
 fn finite_band(p: PathPoint) -> PathPoint {
@@ -132,17 +160,20 @@ fn finite_band(p: PathPoint) -> PathPoint {
 }
 
 /// `POST /risk-score` answer: the contract's five fields first, then the further measures.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct RiskResponse {
     /// Upper-case symbol.
     pub symbol: String,
     /// 0..=100.
+    #[schema(maximum = 100)]
     pub risk_score: u8,
     /// `conservative`, `moderate` or `degen`.
+    #[schema(schema_with = risk_level)]
     pub risk_level: &'static str,
     /// std/mean of the last 30 prices.
     pub volatility: f64,
     /// RFC 3339 UTC.
+    #[schema(format = DateTime)]
     pub timestamp: String,
     /// Return volatility, drawdown, VaR, ES and beta (see [`crate::risk::measures`]).
     pub measures: RiskMeasures,

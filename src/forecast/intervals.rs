@@ -272,15 +272,17 @@ fn calibrate(
 }
 
 /// One day of a forecast path.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, utoipa::ToSchema)]
+#[schema(as = ForecastPoint)]
 pub struct PathPoint {
     /// Days after the last price (1 = tomorrow).
+    #[schema(minimum = 1)]
     pub day: usize,
     /// Point forecast.
     pub price: f64,
-    /// Lower end of the interval at the path's level.
+    /// Lower end of the interval at the path's level (<= price).
     pub lower: f64,
-    /// Upper end of the interval.
+    /// Upper end of the interval (>= price).
     pub upper: f64,
 }
 

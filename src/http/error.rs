@@ -3,19 +3,16 @@
 
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
-pub use crate::contract::error::{ApiError, FieldError};
+pub use crate::contract::error::{ApiError, BatchItemError, ErrorBody, FieldError};
 use crate::registry::TrainingRefusal;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code, detail) = self.parts();
         if let Self::Internal(cause) = &self {
             tracing::error!(%cause, "internal error");
         }
-        let mut response =
-            (status, axum::Json(json!({"detail": detail, "code": code}))).into_response();
+        let mut response = (self.status(), axum::Json(self.body())).into_response();
         match self {
             Self::Overloaded { retry_after_secs } | Self::BacktestBusy { retry_after_secs } => {
                 response

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
-use axum::Router;
+use axum::{Extension, Router};
 use serde_json::{json, Value};
 
 use crate::domain::{PriceSeries, Symbol};
@@ -24,7 +24,7 @@ use crate::registry::Registry;
 use crate::settings::Settings;
 use error::{ApiError, FieldError};
 use middleware::{limits, logging};
-use routes::{backtest, batch, docs, metrics, models, predict, probes, risk, service, training};
+use routes::{docs, metrics, probes};
 
 /// Limits checked at the boundary.
 #[derive(Clone, Copy, Debug)]
@@ -69,17 +69,10 @@ pub struct AppState {
 /// The whole API.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.limits.body_limit_bytes;
-    let router = Router::new()
-        .merge(service::router())
-        .merge(predict::router())
-        .merge(risk::router())
-        .merge(models::router())
-        .merge(docs::router())
-        .merge(batch::router())
-        .merge(backtest::router())
-        .merge(training::router())
-        .merge(probes::router())
-        .merge(metrics::router())
+    let (router, api) = routes::api().split_for_parts();
+    let document = docs::document(api, state.limits.max_days_ahead, state.limits.max_prices);
+    let router = router
+        .layer(Extension(docs::Document(Arc::new(document))))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(body_limit))

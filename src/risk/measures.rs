@@ -62,16 +62,19 @@ const Z_TAIL: [[f64; CF_ES_POINTS]; 2] = [
 ];
 
 /// One value per window of [`WINDOWS`]; `None` where the window is longer than the data.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Windowed {
     /// The last 30 returns.
     #[serde(rename = "30d")]
+    #[schema(required = true)]
     pub d30: Option<f64>,
     /// The last 90 returns.
     #[serde(rename = "90d")]
+    #[schema(required = true)]
     pub d90: Option<f64>,
     /// The last 365 returns.
     #[serde(rename = "365d")]
+    #[schema(required = true)]
     pub d365: Option<f64>,
 }
 
@@ -87,9 +90,10 @@ impl Windowed {
 }
 
 /// The largest fall from a running high.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Drawdown {
     /// `1 - trough / peak`, in [0, 1) (1.0 only where the fall is below f64's resolution of 1).
+    #[schema(minimum = 0, maximum = 1)]
     pub value: f64,
     /// Index of the high the fall started from (the last index at that high).
     pub peak_index: usize,
@@ -99,11 +103,12 @@ pub struct Drawdown {
     pub duration_days: usize,
     /// First index after the trough back at or above the peak's price; `None` if none is.
     /// With no fall at all (value 0), peak, trough and recovery are all index 0.
+    #[schema(required = true)]
     pub recovery_index: Option<usize>,
 }
 
 /// A VaR or ES at each of [`LEVELS`].
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Levels {
     /// At 95%.
     #[serde(rename = "95")]
@@ -114,16 +119,17 @@ pub struct Levels {
 }
 
 /// A tail measure by each method.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ByMethod {
     /// From the returns' empirical quantiles.
     pub historical: Levels,
     /// From the Cornish-Fisher expansion; `None` where it is not valid (see the module docs).
+    #[schema(required = true)]
     pub cornish_fisher: Option<Levels>,
 }
 
 /// The asset against a benchmark.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct BenchmarkMeasures {
     /// Returns of the two aligned at the end: the longest window possible.
     pub overlap_days: usize,
@@ -133,10 +139,19 @@ pub struct BenchmarkMeasures {
     pub correlation: Windowed,
 }
 
+/// The schema of [`RiskMeasures::returns`]: the one kind of return.
+fn log_returns_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["log"]))
+        .build()
+}
+
 /// Every measure of a price history; the `measures` object of a `/risk-score` answer.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RiskMeasures {
-    /// Always `"log"`: what the measures are computed on.
+    /// Always `"log"`: what the measures are computed on (daily log returns ln(p[i+1] / p[i])).
+    #[schema(schema_with = log_returns_schema)]
     pub returns: &'static str,
     /// Days a year of the annualisation (365).
     pub annualisation_days: u32,
@@ -147,6 +162,7 @@ pub struct RiskMeasures {
     /// Over the whole history.
     pub max_drawdown: Drawdown,
     /// `1 - last / highest`.
+    #[schema(minimum = 0, maximum = 1)]
     pub current_drawdown: f64,
     /// Returns that VaR and ES looked at.
     pub window_days: usize,
@@ -155,6 +171,7 @@ pub struct RiskMeasures {
     /// 1-day Expected Shortfall, positive for a loss.
     pub es_1d: ByMethod,
     /// Present when benchmark prices were posted.
+    #[schema(required = true)]
     pub benchmark: Option<BenchmarkMeasures>,
 }
 

@@ -36,6 +36,9 @@ pub enum RiskLevel {
 }
 
 impl RiskLevel {
+    /// Every level, lowest first.
+    pub const ALL: [Self; 3] = [Self::Conservative, Self::Moderate, Self::Degen];
+
     /// The level of a score: below 30 conservative, below 70 moderate, else degen.
     pub fn of(score: u8) -> Self {
         match score {

@@ -139,6 +139,9 @@ pub enum TrainingMode {
 }
 
 impl TrainingMode {
+    /// Every mode.
+    pub const ALL: [Self; 3] = [Self::Open, Self::Authenticated, Self::Off];
+
     /// The setting's value as written (`open`, `authenticated`, `off`).
     pub fn as_str(self) -> &'static str {
         match self {

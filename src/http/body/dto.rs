@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::extract::{Fields, FromJson};
 use super::fastjson::{self, Field};
+use super::schema;
 use crate::forecast::intervals::DEFAULT_LEVEL;
 use crate::http::error::FieldError;
 
@@ -19,20 +20,26 @@ pub const DEFAULT_MODEL: &str = "lstm";
 /// for the usual shape, else `Deserialize`. Absent fields take their defaults; `null`, a
 /// mistyped value or a repeated field fails both, and such a body takes `from_json`, which
 /// reports the error or takes the last repeat.
-#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Deserialize, utoipa::ToSchema)]
+#[schema(description = "The body of POST /predict")]
 pub struct PredictRequest {
     /// Raw symbol.
+    #[schema(schema_with = schema::symbol)]
     pub symbol: String,
     /// Prices, oldest first.
+    #[schema(schema_with = schema::forecast_prices)]
     pub historical_prices: Vec<f64>,
-    /// Steps ahead; 7 when absent.
+    /// Steps ahead; 7 when absent (at most MAX_DAYS_AHEAD).
     #[serde(default = "default_days_ahead")]
+    #[schema(minimum = 1, default = json!(DEFAULT_DAYS_AHEAD))]
     pub days_ahead: i64,
     /// Raw model name; `"lstm"` when absent.
     #[serde(default = "default_model")]
+    #[schema(schema_with = schema::requested_model)]
     pub model: String,
-    /// Raw interval level; [`DEFAULT_LEVEL`] when absent.
+    /// Raw interval level; `DEFAULT_LEVEL` when absent.
     #[serde(default = "default_level")]
+    #[schema(schema_with = schema::level)]
     pub interval_level: f64,
 }
 
@@ -112,15 +119,19 @@ fn scan_prices<'a>(
 
 /// `POST /risk-score` body, typed but not yet validated (`Deserialize`: the fast path, as for
 /// [`PredictRequest`]).
-#[derive(Clone, Debug, PartialEq, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Deserialize, utoipa::ToSchema)]
+#[schema(description = "The body of POST /risk-score")]
 pub struct RiskRequest {
     /// Raw symbol.
+    #[schema(schema_with = schema::symbol)]
     pub symbol: String,
     /// Prices, oldest first.
+    #[schema(schema_with = schema::risk_prices)]
     pub historical_prices: Vec<f64>,
     /// A benchmark's prices (BTC's, say), oldest first, aligned with `historical_prices` at
     /// the end; absent or `null` for none.
     #[serde(default)]
+    #[schema(schema_with = schema::benchmark_prices)]
     pub benchmark_prices: Option<Vec<f64>>,
 }
 

@@ -13,17 +13,24 @@ use std::sync::Arc;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Extension, Router};
+use axum::Extension;
 use serde_json::{json, Value};
+use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+use utoipa::openapi::{Array, Object};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::backtest::report::render_json;
+use crate::backtest::BacktestRow;
 use crate::backtest::{run_backtest_cancellable, BacktestConfig, BacktestError};
+use crate::contract::model_name;
 use crate::domain::{PriceSeries, Symbol};
 use crate::forecast::intervals::DEFAULT_LEVEL;
 use crate::forecast::{model_by_name, MODEL_NAMES};
 use crate::http::body::extract::{ApiJson, Fields, FromJson};
-use crate::http::error::{ApiError, FieldError};
+use crate::http::body::schema;
+use crate::http::error::{ApiError, ErrorBody, FieldError};
 use crate::http::middleware::logging::RequestSymbol;
 use crate::http::{check_level, check_model, check_prices, check_symbol, value_error, AppState};
 use crate::prices::Series;
@@ -48,25 +55,69 @@ pub const MAX_FOLDS: i64 = 50;
 pub const BUSY_RETRY_AFTER_SECS: u64 = 5;
 
 /// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/backtest", post(run_backtest))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(run_backtest))
 }
 
 /// `POST /backtest` body, typed but not yet validated.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ToSchema)]
+#[schema(description = "The body of POST /backtest")]
 pub struct BacktestRequest {
     /// Raw symbol.
+    #[schema(schema_with = schema::symbol)]
     pub symbol: String,
     /// Prices, oldest first.
+    #[schema(schema_with = schema::backtest_prices)]
     pub historical_prices: Vec<f64>,
-    /// Raw model names; [`default_models`] when absent.
+    /// Model names; every statistical model when absent (lstm only when named: it trains once
+    /// per fold).
+    #[schema(schema_with = models, required = false)]
     pub models: Vec<String>,
-    /// Raw horizons; those of [`BacktestConfig::default`] when absent.
+    /// Horizons in days, each at most MAX_DAYS_AHEAD.
+    #[schema(schema_with = horizons, required = false)]
     pub horizons: Vec<i64>,
-    /// Raw number of folds; that of [`BacktestConfig::default`] when absent.
+    /// Folds: cutoffs scored.
+    #[schema(schema_with = folds, required = false)]
     pub folds: i64,
-    /// Raw interval level; [`DEFAULT_LEVEL`] when absent.
+    /// Raw interval level; `DEFAULT_LEVEL` when absent.
+    #[schema(schema_with = schema::level, required = false)]
     pub interval_level: f64,
+}
+
+fn models() -> Array {
+    ArrayBuilder::new()
+        .items(model_name())
+        .min_items(Some(1))
+        .max_items(Some(MAX_MODELS))
+        .unique_items(true)
+        .default(Some(json!(default_models())))
+        .description(Some(
+            "Model names; lstm only when named: it trains once per fold",
+        ))
+        .build()
+}
+
+fn horizons() -> Array {
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .minimum(Some(1)),
+        )
+        .min_items(Some(1))
+        .max_items(Some(MAX_HORIZONS))
+        .unique_items(true)
+        .default(Some(json!(BacktestConfig::default().horizons)))
+        .build()
+}
+
+fn folds() -> Object {
+    ObjectBuilder::new()
+        .schema_type(Type::Integer)
+        .minimum(Some(1))
+        .maximum(Some(MAX_FOLDS))
+        .default(Some(json!(BacktestConfig::default().folds)))
+        .build()
 }
 
 impl FromJson for BacktestRequest {
@@ -110,6 +161,19 @@ impl Drop for CancelOnDrop {
     }
 }
 
+/// Rolling-origin backtest of forecasting models on a price history.
+///
+/// At each of `folds` cutoffs every model is fitted (and its intervals calibrated) on the
+/// prices before the cutoff only, then scored on the prices after it. One backtest runs at a
+/// time. The answer is what `coinsphere-ml backtest --format json` prints.
+#[utoipa::path(post, path = "/backtest", request_body = BacktestRequest, responses(
+    (status = 200, description = "One row per model and horizon, in request order", body = Vec<BacktestRow>),
+    (status = 400, description = "A series too short for one fold (365 prices plus the longest horizon), too many prices, or a body that is not JSON", body = ErrorBody),
+    (status = 413, description = "Body larger than the limit", body = ErrorBody),
+    (status = 422, description = "Missing, mistyped or invalid field", body = ErrorBody),
+    (status = 503, description = "Another backtest is running; see Retry-After", body = ErrorBody, headers(("Retry-After" = u64))),
+    (status = 504, description = "The backtest ran past the time limit; it is cancelled", body = ErrorBody),
+))]
 async fn run_backtest(
     State(state): State<AppState>,
     Extension(logged): Extension<RequestSymbol>,

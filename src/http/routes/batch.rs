@@ -8,29 +8,62 @@
 
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::routing::post;
-use axum::{Json, Router};
+use axum::Json;
+use serde::Serialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::predict::predict;
+use crate::contract::PredictResponse;
 use crate::domain::Symbol;
-use crate::http::body::dto::PredictRequest;
+use crate::http::body::dto::{PredictRequest, RiskRequest};
 use crate::http::body::extract::{ApiJson, FromJson};
-use crate::http::error::{ApiError, FieldError};
+use crate::http::error::{ApiError, BatchItemError, ErrorBody, FieldError};
 use crate::http::middleware::auth::training_permission;
 use crate::http::AppState;
 use crate::registry::TrainingPermission;
 
 /// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/predict-batch", post(predict_batch))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(predict_batch))
 }
 
 /// The batch body: the items stay raw JSON so that a malformed item fails alone.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ToSchema)]
 pub struct BatchRequest {
-    /// The items, each a `POST /predict` body.
+    /// At most MAX_BATCH_SIZE items, each a `POST /predict` body.
+    #[schema(value_type = Vec<PredictRequest>)]
     pub requests: Vec<Value>,
+}
+
+/// The `POST /risk-score-batch` body: as [`BatchRequest`], of `POST /risk-score` bodies.
+#[derive(ToSchema)]
+#[allow(dead_code)] // A schema of the document: the route reads a `BatchRequest`.
+pub struct RiskBatchRequest {
+    /// At most MAX_BATCH_SIZE items, each a `POST /risk-score` body.
+    requests: Vec<RiskRequest>,
+}
+
+/// One result per item, in order.
+#[derive(Serialize, ToSchema)]
+pub struct BatchResponse {
+    /// What `POST /predict` answers for the item, or why it failed. Each answer is a map with
+    /// its keys in alphabetical order, as the service has always sent them.
+    #[schema(value_type = Vec<PredictBatchItem>)]
+    results: Vec<Value>,
+}
+
+/// One result of a `/predict-batch`: a schema of the document, the answers are maps.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)]
+pub enum PredictBatchItem {
+    /// What `POST /predict` answers.
+    Answer(PredictResponse),
+    /// Why the item failed.
+    Error(BatchItemError),
 }
 
 impl FromJson for BatchRequest {
@@ -57,11 +90,21 @@ impl FromJson for BatchRequest {
     }
 }
 
+/// Several predict requests in one, answered in order.
+///
+/// Each result is what POST /predict would answer for that item, or
+/// {symbol, error: {status, detail, code}}; one bad item never fails the batch.
+#[utoipa::path(post, path = "/predict-batch", request_body = BatchRequest, responses(
+    (status = 200, description = "One result per item, in order", body = BatchResponse),
+    (status = 400, description = "A body that is not JSON", body = ErrorBody),
+    (status = 413, description = "Body larger than the limit, or more items than MAX_BATCH_SIZE", body = ErrorBody),
+    (status = 422, description = "Missing, mistyped or invalid field", body = ErrorBody),
+))]
 async fn predict_batch(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiJson(batch): ApiJson<BatchRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<BatchResponse>, ApiError> {
     check_batch_size(&state, &batch)?;
     let permission = training_permission(&state, &headers);
     let results = answer_in_order(batch.requests, move |i, item| {
@@ -69,7 +112,7 @@ async fn predict_batch(
         async move { answer_item(&state, i, &item, permission).await }
     })
     .await;
-    Ok(Json(json!({ "results": results })))
+    Ok(Json(BatchResponse { results }))
 }
 
 /// Answers every item as its own task (so their forecasts and trainings spread over the
@@ -95,10 +138,10 @@ where
     }
     // A result is never null: a task that panicked leaves its slot to an internal error.
     for slot in results.iter_mut().filter(|r| r.is_null()) {
-        *slot = item_error(
+        *slot = json!(item_error(
             Value::Null,
             &ApiError::Internal("batch item task failed".into()),
-        );
+        ));
     }
     results
 }
@@ -123,18 +166,21 @@ async fn answer_item(
 ) -> Value {
     let (symbol, request) = match read_item::<PredictRequest>(index, item) {
         Ok(read) => read,
-        Err(error) => return error,
+        Err(error) => return json!(error),
     };
     match predict(state, request, None, permission).await {
         Ok(answer) => serde_json::to_value(answer).unwrap_or(Value::Null),
-        Err(e) => item_error(symbol, &e),
+        Err(e) => json!(item_error(symbol, &e)),
     }
 }
 
 /// The symbol an item's errors name (validated and upper-case when possible, else as sent),
 /// and the item read as a `T`; a malformed item is its 422 result, with each location
 /// pointing at the item: `["body", "requests", index, ...]`.
-pub(super) fn read_item<T: FromJson>(index: usize, item: &Value) -> Result<(Value, T), Value> {
+pub(super) fn read_item<T: FromJson>(
+    index: usize,
+    item: &Value,
+) -> Result<(Value, T), BatchItemError> {
     let raw_symbol = item.get("symbol").cloned().unwrap_or(Value::Null);
     let symbol = raw_symbol
         .as_str()
@@ -159,14 +205,11 @@ pub(super) fn point_at_item(index: usize, errors: &mut [FieldError]) {
 }
 
 /// The result of a failed item: `{"symbol", "error": {"status", "detail", "code"}}`.
-pub(super) fn item_error(symbol: Value, e: &ApiError) -> Value {
+pub(super) fn item_error(symbol: Value, e: &ApiError) -> BatchItemError {
     if let ApiError::Internal(cause) = e {
         tracing::error!(%cause, "batch item failed");
     }
-    json!({
-        "symbol": symbol,
-        "error": {"status": e.status().as_u16(), "detail": e.detail(), "code": e.code()},
-    })
+    e.batch_item(symbol)
 }
 
 #[cfg(test)]

@@ -8,17 +8,21 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::Router;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::http::AppState;
 use crate::telemetry::metrics::{GaugeValues, CONTENT_TYPE};
 
 /// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/metrics", get(serve_metrics))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(serve_metrics))
 }
 
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", responses(
+    (status = 200, description = "OpenMetrics text format 1.0.0", body = String, content_type = "application/openmetrics-text"),
+))]
 async fn serve_metrics(State(state): State<AppState>) -> impl IntoResponse {
     let stats = state.registry.stats();
     let values = GaugeValues {

@@ -1,5 +1,5 @@
-//! One file per resource, each with a `router()` of its routes; [`crate::http::router`] merges
-//! them.
+//! One file per resource, each with a `router()` of its routes, documented where they are
+//! declared (`#[utoipa::path]`); [`api`] merges them into one router and one OpenAPI document.
 
 pub mod backtest;
 pub mod batch;
@@ -11,3 +11,23 @@ pub mod probes;
 pub mod risk;
 pub mod service;
 pub mod training;
+
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::http::AppState;
+
+/// Every route, with the OpenAPI document they describe.
+pub fn api() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+        .merge(service::router())
+        .merge(predict::router())
+        .merge(risk::router())
+        .merge(models::router())
+        .merge(docs::router())
+        .merge(batch::router())
+        .merge(backtest::router())
+        .merge(training::router())
+        .merge(probes::router())
+        .merge(metrics::router())
+}

@@ -10,17 +10,22 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde_json::json;
+use utoipa::openapi::path::{Parameter, ParameterIn};
+use utoipa::openapi::schema::ObjectBuilder;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use crate::contract::PredictResponse;
+use crate::contract::{one_of_strings, PredictResponse};
 use crate::domain::{Horizon, PriceSeries, Symbol};
 use crate::forecast::intervals::forecast_with_intervals;
 use crate::forecast::{model_by_name, ForecastError, MODEL_NAMES, STATS_MODEL_VERSION};
 use crate::http::body::dto::PredictRequest;
 use crate::http::body::extract::ApiJson;
-use crate::http::error::ApiError;
+use crate::http::body::schema::parameter;
+use crate::http::error::{ApiError, ErrorBody};
 use crate::http::middleware::auth::training_permission;
 use crate::http::middleware::logging::RequestSymbol;
 use crate::http::state;
@@ -29,14 +34,28 @@ use crate::registry::{TrainingPermission, MIN_FORECAST_PRICES};
 use crate::telemetry::error_chain;
 
 /// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/predict", post(predict_price))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(predict_price))
 }
 
 /// `?format=svg` (or `json`, the default).
 #[derive(Debug, Default, serde::Deserialize)]
 pub struct PredictQuery {
     format: Option<String>,
+}
+
+impl IntoParams for PredictQuery {
+    fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
+        let formats =
+            ObjectBuilder::from(one_of_strings(["json", "svg"])).default(Some("json".into()));
+        vec![parameter(
+            "format",
+            ParameterIn::Query,
+            "json (default) or svg: a picture of the last 180 prices, the forecast path and \
+             its band (also chosen by Accept: image/svg+xml)",
+            formats,
+        )]
+    }
 }
 
 /// Whether the answer is the SVG picture: `?format=svg`, or an `Accept` header that names
@@ -52,6 +71,27 @@ fn wants_svg(query: &PredictQuery, headers: &HeaderMap) -> bool {
     }
 }
 
+/// Forecast a price days_ahead steps ahead, with a path and intervals.
+///
+/// With model lstm (the default), uses the symbol's LSTM from memory or the models directory;
+/// without one, trains on the posted prices (at least 200) first. Any other model is a
+/// statistical model fitted to the posted prices on the spot: it needs no training, so any
+/// symbol with at least 60 prices is answered. Every answer carries the path for days
+/// 1..=days_ahead with conformal intervals at interval_level.
+#[utoipa::path(post, path = "/predict", params(PredictQuery), request_body = PredictRequest, responses(
+    (status = 200, description = "The forecast (JSON), or its picture with format=svg", content(
+        (PredictResponse = "application/json"),
+        (String = "image/svg+xml"),
+    )),
+    (status = 400, description = "Fewer than 60 prices, too many prices, or a body that is not JSON", body = ErrorBody),
+    (status = 401, description = "Model lstm only, TRAINING_MODE=authenticated: no stored model, and no API key to train one", body = ErrorBody),
+    (status = 403, description = "Model lstm only, TRAINING_MODE=authenticated: no stored model, and a wrong API key", body = ErrorBody),
+    (status = 404, description = "Model lstm only: no stored model and fewer than 200 prices to train one (or TRAINING_MODE=off)", body = ErrorBody),
+    (status = 408, description = "The body did not arrive within BODY_READ_TIMEOUT_SECS", body = ErrorBody),
+    (status = 413, description = "Body larger than the limit", body = ErrorBody),
+    (status = 422, description = "Missing, mistyped or invalid field (FastAPI shape: `detail` is a list), or a series that cannot give a finite model (`degenerate_series`: `detail` is a sentence)", body = ErrorBody),
+    (status = 503, description = "Training queue full; see Retry-After", body = ErrorBody, headers(("Retry-After" = u64))),
+))]
 async fn predict_price(
     State(state): State<AppState>,
     Extension(logged): Extension<RequestSymbol>,

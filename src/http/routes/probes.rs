@@ -7,19 +7,22 @@ use std::sync::atomic::{AtomicU8, Ordering};
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::get;
-use axum::{Json, Router};
-use serde_json::{json, Value};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::contract::one_of_strings;
 use crate::http::AppState;
 
 /// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/health/live", get(check_liveness))
-        .route("/health/ready", get(check_readiness))
-        .route("/v2/health/live", get(check_liveness))
-        .route("/v2/health/ready", get(check_readiness))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(check_liveness))
+        .routes(routes!(check_readiness))
+        .routes(routes!(check_liveness_v2))
+        .routes(routes!(check_readiness_v2))
 }
 
 /// Where the service is in its life, for `GET /health/ready`.
@@ -29,6 +32,8 @@ pub struct Readiness(AtomicU8);
 const STARTING: u8 = 0;
 const READY: u8 = 1;
 const DRAINING: u8 = 2;
+/// The names of the states, by their number.
+const STATES: [&str; 3] = ["starting", "ready", "draining"];
 
 impl Readiness {
     /// Start-up and warm-up are done.
@@ -46,11 +51,7 @@ impl Readiness {
 
     /// `starting`, `ready` or `draining`.
     pub fn state(&self) -> &'static str {
-        match self.0.load(Ordering::SeqCst) {
-            STARTING => "starting",
-            READY => "ready",
-            _ => "draining",
-        }
+        STATES[usize::from(self.0.load(Ordering::SeqCst).min(DRAINING))]
     }
 
     /// Whether traffic should be sent here.
@@ -59,11 +60,45 @@ impl Readiness {
     }
 }
 
-async fn check_liveness() -> Json<Value> {
-    Json(json!({"status": "alive"}))
+/// `{"status": "alive"}`.
+#[derive(Serialize, ToSchema)]
+pub struct Liveness {
+    /// `alive`.
+    #[schema(schema_with = alive)]
+    status: &'static str,
 }
 
-async fn check_readiness(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
+fn alive() -> utoipa::openapi::Object {
+    one_of_strings(["alive"])
+}
+
+/// Readiness and the models in memory (alphabetical, as always sent).
+#[derive(Serialize, ToSchema)]
+#[schema(as = Readiness)]
+pub struct ReadinessReport {
+    /// Models in memory.
+    models_loaded: usize,
+    /// `starting`, `ready` or `draining`.
+    #[schema(schema_with = readiness_state)]
+    status: &'static str,
+}
+
+fn readiness_state() -> utoipa::openapi::Object {
+    one_of_strings(STATES)
+}
+
+/// Liveness probe: the process answers.
+#[utoipa::path(get, path = "/health/live", responses((status = 200, description = "Alive", body = Liveness)))]
+async fn check_liveness() -> Json<Liveness> {
+    Json(Liveness { status: "alive" })
+}
+
+/// Readiness probe: start-up and warm-up are done.
+#[utoipa::path(get, path = "/health/ready", responses(
+    (status = 200, description = "Ready for traffic", body = ReadinessReport),
+    (status = 503, description = "Starting, warming up or shutting down", body = ReadinessReport),
+))]
+async fn check_readiness(State(state): State<AppState>) -> (StatusCode, Json<ReadinessReport>) {
     let readiness = &state.ops.readiness;
     let status = if readiness.is_ready() {
         StatusCode::OK
@@ -72,11 +107,26 @@ async fn check_readiness(State(state): State<AppState>) -> (StatusCode, Json<Val
     };
     (
         status,
-        Json(json!({
-            "status": readiness.state(),
-            "models_loaded": state.registry.stats().models_loaded,
-        })),
+        Json(ReadinessReport {
+            status: readiness.state(),
+            models_loaded: state.registry.stats().models_loaded,
+        }),
     )
+}
+
+/// Liveness probe at the KServe / Open Inference Protocol V2 path.
+#[utoipa::path(get, path = "/v2/health/live", responses((status = 200, description = "Alive", body = Liveness)))]
+async fn check_liveness_v2() -> Json<Liveness> {
+    check_liveness().await
+}
+
+/// Readiness probe at the KServe / Open Inference Protocol V2 path.
+#[utoipa::path(get, path = "/v2/health/ready", responses(
+    (status = 200, description = "Ready for traffic", body = ReadinessReport),
+    (status = 503, description = "Starting, warming up or shutting down", body = ReadinessReport),
+))]
+async fn check_readiness_v2(state: State<AppState>) -> (StatusCode, Json<ReadinessReport>) {
+    check_readiness(state).await
 }
 
 #[cfg(test)]

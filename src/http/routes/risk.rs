@@ -3,27 +3,42 @@
 //! the way `POST /predict-batch` answers (its pieces are reused from [`super::batch`]).
 
 use axum::extract::State;
-use axum::routing::post;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use serde_json::{json, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-use super::batch::{check_batch_size, item_error, point_at_item, read_item, BatchRequest};
+use super::batch::{
+    check_batch_size, item_error, point_at_item, read_item, BatchRequest, RiskBatchRequest,
+};
 use crate::contract::RiskResponse;
 use crate::http::body::dto::RiskRequest;
 use crate::http::body::extract::ApiJson;
-use crate::http::error::ApiError;
+use crate::http::error::{ApiError, BatchItemError, ErrorBody};
 use crate::http::middleware::logging::RequestSymbol;
 use crate::http::{check_price_list, check_prices, check_symbol, AppState, Limits};
 use crate::risk::measures::risk_measures;
 use crate::risk::{self, RiskError};
 
 /// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/risk-score", post(score_risk))
-        .route("/risk-score-batch", post(score_risk_batch))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(score_risk))
+        .routes(routes!(score_risk_batch))
 }
 
+/// CB-05 risk score of a price history, with volatility, drawdown, VaR, ES and beta.
+///
+/// The five contract fields come first and are the CB-05 score of SPEC section 4 exactly;
+/// `measures` adds risk measures on daily log returns (definitions in the README). Windows
+/// count returns: 30d needs 31 prices; a window without enough prices is null.
+#[utoipa::path(post, path = "/risk-score", request_body = RiskRequest, responses(
+    (status = 200, description = "The score and the measures", body = RiskResponse),
+    (status = 400, description = "Fewer than 30 prices, too many prices, or a body that is not JSON", body = ErrorBody),
+    (status = 413, description = "Body larger than the limit", body = ErrorBody),
+    (status = 422, description = "Missing, mistyped or invalid field", body = ErrorBody),
+))]
 async fn score_risk(
     State(state): State<AppState>,
     Extension(logged): Extension<RequestSymbol>,
@@ -70,10 +85,18 @@ fn score(
     ))
 }
 
+/// Several risk-score requests in one, answered in order.
+///
 /// `{"requests": [<risk-score body>, ...]}` answered by `{"results": [...]}` in order: each
 /// result what `POST /risk-score` answers, or `{"symbol", "error": {"status", "detail",
 /// "code"}}`. Scoring is CPU work of microseconds an item, so the batch runs as one blocking
 /// task rather than a task an item.
+#[utoipa::path(post, path = "/risk-score-batch", request_body = RiskBatchRequest, responses(
+    (status = 200, description = "One result per item, in order", body = RiskBatchResponse),
+    (status = 400, description = "A body that is not JSON", body = ErrorBody),
+    (status = 413, description = "Body larger than the limit, or more items than MAX_BATCH_SIZE", body = ErrorBody),
+    (status = 422, description = "Missing, mistyped or invalid field", body = ErrorBody),
+))]
 async fn score_risk_batch(
     State(state): State<AppState>,
     ApiJson(batch): ApiJson<BatchRequest>,
@@ -95,19 +118,21 @@ async fn score_risk_batch(
 
 /// `{"results": [...]}`, each answer serialised as `/risk-score` does (fields in its order,
 /// which a detour through `Value` would sort).
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, ToSchema)]
 pub struct RiskBatchResponse {
+    /// One result per item, in order.
     results: Vec<BatchItem>,
 }
 
 /// One result of a batch.
-#[derive(serde::Serialize)]
+#[derive(serde::Serialize, ToSchema)]
 #[serde(untagged)]
+#[schema(as = RiskBatchItem)]
 pub enum BatchItem {
     /// What `POST /risk-score` answers.
     Answer(Box<RiskResponse>),
     /// `{"symbol", "error"}`.
-    Error(Value),
+    Error(BatchItemError),
 }
 
 fn answer_item(limits: &Limits, index: usize, item: &Value) -> BatchItem {

@@ -5,14 +5,19 @@
 
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
-use axum::routing::post;
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
+use serde::Serialize;
 use serde_json::{json, Value};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
+use crate::contract::one_of_strings;
 use crate::domain::{PriceSeries, Symbol};
 use crate::forecast::lstm::TrainedLstm;
 use crate::http::body::extract::{ApiJson, Fields, FromJson};
-use crate::http::error::{ApiError, FieldError};
+use crate::http::body::schema::{prices_at_least, SymbolPath};
+use crate::http::error::{ApiError, ErrorBody, FieldError};
 use crate::http::middleware::auth::RequireKey;
 use crate::http::middleware::logging::RequestSymbol;
 use crate::http::{check_prices, path_symbol, AppState};
@@ -24,19 +29,26 @@ pub const MIN_UPDATE_PRICES: usize = 80;
 pub const MAX_UPDATE_EPOCHS: i64 = 50;
 
 /// Routes of this resource.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/models/{symbol}/train", post(train_model))
-        .route("/models/{symbol}/update", post(update_model))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(train_model))
+        .routes(routes!(update_model))
 }
 
 /// Body of `train` and `update`: prices, and for `update` optional epochs.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, ToSchema)]
 pub struct TrainRequest {
     /// Prices, oldest first.
+    #[schema(schema_with = training_prices)]
     pub historical_prices: Vec<f64>,
-    /// Epochs (update only; `None`: the configured default).
+    /// Update only; UPDATE_EPOCHS by default.
+    #[schema(value_type = i64, required = false, minimum = 1, maximum = 50)]
     pub epochs: Option<i64>,
+}
+
+/// The prices of a training or fine-tuning: at least [`MIN_UPDATE_PRICES`].
+fn training_prices() -> utoipa::openapi::Array {
+    prices_at_least(MIN_UPDATE_PRICES)
 }
 
 impl FromJson for TrainRequest {
@@ -67,42 +79,105 @@ fn prices(state: &AppState, raw: Vec<f64>, needed: usize) -> Result<PriceSeries,
     Ok(series)
 }
 
-fn describe(state: &AppState, symbol: &Symbol, status: &str, model: &TrainedLstm) -> Value {
-    let s = model.summary();
-    json!({
-        "symbol": symbol.as_str(),
-        "status": status,
-        "model_version": state.registry.version().as_str(),
-        "points": s.n_prices,
-        "epochs": s.epochs_run,
-        "train_seconds": s.train_seconds,
-        "final_train_loss": s.final_train_loss,
-        "validation_loss": s.validation_loss,
-        "validation_mape": model.validation_mape(1),
-        "timestamp": crate::domain::now_rfc3339(),
-    })
+/// A model trained or fine-tuned and stored (alphabetical, as always sent).
+#[derive(Serialize, ToSchema)]
+pub struct TrainResponse {
+    /// Epochs run (early stopping may end before the most asked for).
+    epochs: usize,
+    /// Training loss of the last epoch.
+    final_train_loss: f64,
+    /// MODEL_VERSION.
+    model_version: String,
+    /// Prices trained on.
+    points: usize,
+    /// `trained` or `updated`.
+    #[schema(schema_with = trained_or_updated)]
+    status: &'static str,
+    /// Upper-case symbol.
+    symbol: String,
+    /// When it finished, RFC 3339 UTC.
+    #[schema(format = DateTime)]
+    timestamp: String,
+    /// Seconds training took.
+    train_seconds: f64,
+    /// Loss on the validation tail.
+    validation_loss: f64,
+    /// MAPE one day ahead on the validation tail (0.05 = 5%).
+    validation_mape: f64,
 }
 
+fn trained_or_updated() -> utoipa::openapi::Object {
+    one_of_strings(["trained", "updated"])
+}
+
+fn describe(
+    state: &AppState,
+    symbol: &Symbol,
+    status: &'static str,
+    model: &TrainedLstm,
+) -> TrainResponse {
+    let s = model.summary();
+    TrainResponse {
+        symbol: symbol.as_str().to_owned(),
+        status,
+        model_version: state.registry.version().as_str().to_owned(),
+        points: s.n_prices,
+        epochs: s.epochs_run,
+        train_seconds: s.train_seconds,
+        final_train_loss: s.final_train_loss,
+        validation_loss: s.validation_loss,
+        validation_mape: model.validation_mape(1),
+        timestamp: crate::domain::now_rfc3339(),
+    }
+}
+
+/// Retrain the symbol's LSTM from scratch on the posted prices.
+///
+/// The old model serves until the new one is trained, checked and stored.
+#[utoipa::path(post, path = "/models/{symbol}/train", params(SymbolPath), request_body = TrainRequest,
+    security(("bearer" = [])), responses(
+    (status = 200, description = "Trained and stored", body = TrainResponse),
+    (status = 400, description = "Fewer than 200 prices, too many prices, or a body that is not JSON", body = ErrorBody),
+    (status = 401, description = "Needs `Authorization: Bearer <key>` when API_KEYS is set", body = ErrorBody),
+    (status = 403, description = "A key that is not in API_KEYS", body = ErrorBody),
+    (status = 413, description = "Body larger than the limit", body = ErrorBody),
+    (status = 422, description = "Missing, mistyped or invalid field, or a series that cannot give a finite model", body = ErrorBody),
+    (status = 503, description = "Training queue full; see Retry-After", body = ErrorBody, headers(("Retry-After" = u64))),
+))]
 async fn train_model(
     _: RequireKey,
     State(state): State<AppState>,
     Extension(logged): Extension<RequestSymbol>,
     path: Result<Path<String>, PathRejection>,
     ApiJson(request): ApiJson<TrainRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TrainResponse>, ApiError> {
     let symbol = path_symbol(path, &logged)?;
     let series = prices(&state, request.historical_prices, MIN_TRAINING_PRICES)?;
     let model = state.registry.retrain(&symbol, series).await?;
     Ok(Json(describe(&state, &symbol, "trained", &model)))
 }
 
+/// Fine-tune the symbol's LSTM on newer prices.
+///
+/// Continues training the existing model (epochs 1..=50, UPDATE_EPOCHS by default).
+#[utoipa::path(post, path = "/models/{symbol}/update", params(SymbolPath), request_body = TrainRequest,
+    security(("bearer" = [])), responses(
+    (status = 200, description = "Fine-tuned and stored", body = TrainResponse),
+    (status = 400, description = "Fewer than 80 prices, too many prices, or a body that is not JSON", body = ErrorBody),
+    (status = 401, description = "Needs `Authorization: Bearer <key>` when API_KEYS is set", body = ErrorBody),
+    (status = 403, description = "A key that is not in API_KEYS", body = ErrorBody),
+    (status = 404, description = "No model to update", body = ErrorBody),
+    (status = 413, description = "Body larger than the limit", body = ErrorBody),
+    (status = 422, description = "Missing, mistyped or invalid field, or a series that cannot give a finite model", body = ErrorBody),
+    (status = 503, description = "Training queue full; see Retry-After", body = ErrorBody, headers(("Retry-After" = u64))),
+))]
 async fn update_model(
     _: RequireKey,
     State(state): State<AppState>,
     Extension(logged): Extension<RequestSymbol>,
     path: Result<Path<String>, PathRejection>,
     ApiJson(request): ApiJson<TrainRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TrainResponse>, ApiError> {
     let symbol = path_symbol(path, &logged)?;
     let epochs = match request.epochs {
         None => state.ops.update_epochs,
