@@ -91,11 +91,9 @@ pub struct BatchItemError {
 /// The `error` of a [`BatchItemError`]: an [`ErrorBody`] and its status.
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct ItemErrorBody {
-    /// Stable machine-readable error code.
-    pub code: &'static str,
-    /// As in an [`ErrorBody`].
-    #[schema(schema_with = detail)]
-    pub detail: Value,
+    /// What the single route would have answered.
+    #[serde(flatten)]
+    pub body: ErrorBody,
     /// The HTTP status the single route would have answered.
     pub status: u16,
 }
@@ -360,19 +358,12 @@ impl ApiError {
         self.parts().2
     }
 
-    /// The body of the answer.
-    pub fn body(&self) -> ErrorBody {
-        let (_, code, detail) = self.parts();
-        ErrorBody { code, detail }
-    }
-
     /// This error as a failed batch item of `symbol`.
     pub fn batch_item(&self, symbol: Value) -> BatchItemError {
         let (status, code, detail) = self.parts();
         BatchItemError {
             error: ItemErrorBody {
-                code,
-                detail,
+                body: ErrorBody { code, detail },
                 status: status.as_u16(),
             },
             symbol,

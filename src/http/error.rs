@@ -12,7 +12,8 @@ impl IntoResponse for ApiError {
         if let Self::Internal(cause) = &self {
             tracing::error!(%cause, "internal error");
         }
-        let mut response = (self.status(), axum::Json(self.body())).into_response();
+        let (status, code, detail) = self.parts();
+        let mut response = (status, axum::Json(ErrorBody { code, detail })).into_response();
         match self {
             Self::Overloaded { retry_after_secs } | Self::BacktestBusy { retry_after_secs } => {
                 response

@@ -21,6 +21,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::responses::{InvalidFields, TooLarge};
 use crate::backtest::report::render_json;
 use crate::backtest::BacktestRow;
 use crate::backtest::{run_backtest_cancellable, BacktestConfig, BacktestError};
@@ -169,8 +170,8 @@ impl Drop for CancelOnDrop {
 #[utoipa::path(post, path = "/backtest", request_body = BacktestRequest, responses(
     (status = 200, description = "One row per model and horizon, in request order", body = Vec<BacktestRow>),
     (status = 400, description = "A series too short for one fold (365 prices plus the longest horizon), too many prices, or a body that is not JSON", body = ErrorBody),
-    (status = 413, description = "Body larger than the limit", body = ErrorBody),
-    (status = 422, description = "Missing, mistyped or invalid field", body = ErrorBody),
+    TooLarge,
+    InvalidFields,
     (status = 503, description = "Another backtest is running; see Retry-After", body = ErrorBody, headers(("Retry-After" = u64))),
     (status = 504, description = "The backtest ran past the time limit; it is cancelled", body = ErrorBody),
 ))]

@@ -16,11 +16,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::predict::predict;
+use super::responses::BatchErrors;
 use crate::contract::PredictResponse;
 use crate::domain::Symbol;
 use crate::http::body::dto::{PredictRequest, RiskRequest};
 use crate::http::body::extract::{ApiJson, FromJson};
-use crate::http::error::{ApiError, BatchItemError, ErrorBody, FieldError};
+use crate::http::error::{ApiError, BatchItemError, FieldError};
 use crate::http::middleware::auth::training_permission;
 use crate::http::AppState;
 use crate::registry::TrainingPermission;
@@ -96,9 +97,7 @@ impl FromJson for BatchRequest {
 /// {symbol, error: {status, detail, code}}; one bad item never fails the batch.
 #[utoipa::path(post, path = "/predict-batch", request_body = BatchRequest, responses(
     (status = 200, description = "One result per item, in order", body = BatchResponse),
-    (status = 400, description = "A body that is not JSON", body = ErrorBody),
-    (status = 413, description = "Body larger than the limit, or more items than MAX_BATCH_SIZE", body = ErrorBody),
-    (status = 422, description = "Missing, mistyped or invalid field", body = ErrorBody),
+    BatchErrors,
 ))]
 async fn predict_batch(
     State(state): State<AppState>,

@@ -16,6 +16,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::probes::ReadinessReport;
 use crate::contract::error::{ErrorBody, FieldError, ValidationError};
 use crate::http::AppState;
 
@@ -26,7 +27,9 @@ use crate::http::AppState;
         title = "Coinsphere ML",
         description = "Price forecasts (a per-symbol LSTM or statistical models) with conformal intervals, backtests, and CB-05 risk scores."
     ),
-    components(schemas(ErrorBody, ValidationError, FieldError)),
+    // Schemas that only `schema_with` functions and the `IntoResponses` enums of
+    // `responses` name: utoipa collects neither.
+    components(schemas(ErrorBody, ValidationError, FieldError, ReadinessReport)),
     modifiers(&BearerKeys)
 )]
 pub struct ApiDoc;

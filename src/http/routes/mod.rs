@@ -8,6 +8,7 @@ pub mod metrics;
 pub mod models;
 pub mod predict;
 pub mod probes;
+pub mod responses;
 pub mod risk;
 pub mod service;
 pub mod training;

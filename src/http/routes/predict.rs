@@ -18,6 +18,7 @@ use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::responses::{QueueFull, TooLarge};
 use crate::contract::{one_of_strings, PredictResponse};
 use crate::domain::{Horizon, PriceSeries, Symbol};
 use crate::forecast::intervals::forecast_with_intervals;
@@ -88,9 +89,9 @@ fn wants_svg(query: &PredictQuery, headers: &HeaderMap) -> bool {
     (status = 403, description = "Model lstm only, TRAINING_MODE=authenticated: no stored model, and a wrong API key", body = ErrorBody),
     (status = 404, description = "Model lstm only: no stored model and fewer than 200 prices to train one (or TRAINING_MODE=off)", body = ErrorBody),
     (status = 408, description = "The body did not arrive within BODY_READ_TIMEOUT_SECS", body = ErrorBody),
-    (status = 413, description = "Body larger than the limit", body = ErrorBody),
+    TooLarge,
     (status = 422, description = "Missing, mistyped or invalid field (FastAPI shape: `detail` is a list), or a series that cannot give a finite model (`degenerate_series`: `detail` is a sentence)", body = ErrorBody),
-    (status = 503, description = "Training queue full; see Retry-After", body = ErrorBody, headers(("Retry-After" = u64))),
+    QueueFull,
 ))]
 async fn predict_price(
     State(state): State<AppState>,

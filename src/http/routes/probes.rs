@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::responses::ReadinessAnswers;
 use crate::contract::one_of_strings;
 use crate::http::AppState;
 
@@ -94,10 +95,7 @@ async fn check_liveness() -> Json<Liveness> {
 }
 
 /// Readiness probe: start-up and warm-up are done.
-#[utoipa::path(get, path = "/health/ready", responses(
-    (status = 200, description = "Ready for traffic", body = ReadinessReport),
-    (status = 503, description = "Starting, warming up or shutting down", body = ReadinessReport),
-))]
+#[utoipa::path(get, path = "/health/ready", responses(ReadinessAnswers))]
 async fn check_readiness(State(state): State<AppState>) -> (StatusCode, Json<ReadinessReport>) {
     let readiness = &state.ops.readiness;
     let status = if readiness.is_ready() {
@@ -121,10 +119,7 @@ async fn check_liveness_v2() -> Json<Liveness> {
 }
 
 /// Readiness probe at the KServe / Open Inference Protocol V2 path.
-#[utoipa::path(get, path = "/v2/health/ready", responses(
-    (status = 200, description = "Ready for traffic", body = ReadinessReport),
-    (status = 503, description = "Starting, warming up or shutting down", body = ReadinessReport),
-))]
+#[utoipa::path(get, path = "/v2/health/ready", responses(ReadinessAnswers))]
 async fn check_readiness_v2(state: State<AppState>) -> (StatusCode, Json<ReadinessReport>) {
     check_readiness(state).await
 }

@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 use super::batch::{
     check_batch_size, item_error, point_at_item, read_item, BatchRequest, RiskBatchRequest,
 };
+use super::responses::{BatchErrors, InvalidFields, TooLarge};
 use crate::contract::RiskResponse;
 use crate::http::body::dto::RiskRequest;
 use crate::http::body::extract::ApiJson;
@@ -36,8 +37,8 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(post, path = "/risk-score", request_body = RiskRequest, responses(
     (status = 200, description = "The score and the measures", body = RiskResponse),
     (status = 400, description = "Fewer than 30 prices, too many prices, or a body that is not JSON", body = ErrorBody),
-    (status = 413, description = "Body larger than the limit", body = ErrorBody),
-    (status = 422, description = "Missing, mistyped or invalid field", body = ErrorBody),
+    TooLarge,
+    InvalidFields,
 ))]
 async fn score_risk(
     State(state): State<AppState>,
@@ -93,9 +94,7 @@ fn score(
 /// task rather than a task an item.
 #[utoipa::path(post, path = "/risk-score-batch", request_body = RiskBatchRequest, responses(
     (status = 200, description = "One result per item, in order", body = RiskBatchResponse),
-    (status = 400, description = "A body that is not JSON", body = ErrorBody),
-    (status = 413, description = "Body larger than the limit, or more items than MAX_BATCH_SIZE", body = ErrorBody),
-    (status = 422, description = "Missing, mistyped or invalid field", body = ErrorBody),
+    BatchErrors,
 ))]
 async fn score_risk_batch(
     State(state): State<AppState>,

@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::responses::{KeyErrors, QueueFull, TooLarge, Untrainable};
 use crate::contract::one_of_strings;
 use crate::domain::{PriceSeries, Symbol};
 use crate::forecast::lstm::TrainedLstm;
@@ -138,11 +139,10 @@ fn describe(
     security(("bearer" = [])), responses(
     (status = 200, description = "Trained and stored", body = TrainResponse),
     (status = 400, description = "Fewer than 200 prices, too many prices, or a body that is not JSON", body = ErrorBody),
-    (status = 401, description = "Needs `Authorization: Bearer <key>` when API_KEYS is set", body = ErrorBody),
-    (status = 403, description = "A key that is not in API_KEYS", body = ErrorBody),
-    (status = 413, description = "Body larger than the limit", body = ErrorBody),
-    (status = 422, description = "Missing, mistyped or invalid field, or a series that cannot give a finite model", body = ErrorBody),
-    (status = 503, description = "Training queue full; see Retry-After", body = ErrorBody, headers(("Retry-After" = u64))),
+    KeyErrors,
+    TooLarge,
+    Untrainable,
+    QueueFull,
 ))]
 async fn train_model(
     _: RequireKey,
@@ -164,12 +164,11 @@ async fn train_model(
     security(("bearer" = [])), responses(
     (status = 200, description = "Fine-tuned and stored", body = TrainResponse),
     (status = 400, description = "Fewer than 80 prices, too many prices, or a body that is not JSON", body = ErrorBody),
-    (status = 401, description = "Needs `Authorization: Bearer <key>` when API_KEYS is set", body = ErrorBody),
-    (status = 403, description = "A key that is not in API_KEYS", body = ErrorBody),
+    KeyErrors,
     (status = 404, description = "No model to update", body = ErrorBody),
-    (status = 413, description = "Body larger than the limit", body = ErrorBody),
-    (status = 422, description = "Missing, mistyped or invalid field, or a series that cannot give a finite model", body = ErrorBody),
-    (status = 503, description = "Training queue full; see Retry-After", body = ErrorBody, headers(("Retry-After" = u64))),
+    TooLarge,
+    Untrainable,
+    QueueFull,
 ))]
 async fn update_model(
     _: RequireKey,
