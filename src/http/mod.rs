@@ -24,7 +24,7 @@ use crate::registry::Registry;
 use crate::settings::Settings;
 use error::{ApiError, FieldError};
 use middleware::{limits, logging};
-use routes::{docs, metrics, probes};
+use routes::{docs, metrics};
 
 /// Limits checked at the boundary.
 #[derive(Clone, Copy, Debug)]

@@ -1,17 +1,53 @@
 //! State of the operations endpoints ([`OpsState`]), and the hook that every prediction passes
 //! through (metrics, stale-model retraining).
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
 
 use super::error::ApiError;
-use super::probes::Readiness;
 use super::AppState;
 use crate::domain::{PriceSeries, Symbol};
 use crate::registry::retrain::Retrainer;
 use crate::settings::ops::{ApiKeys, OpsSettings, TrainingMode};
+
+/// Where the service is in its life, for `GET /health/ready`.
+#[derive(Debug, Default)]
+pub struct Readiness(AtomicU8);
+
+const STARTING: u8 = 0;
+const READY: u8 = 1;
+const DRAINING: u8 = 2;
+
+impl Readiness {
+    /// The names of the states, by their number.
+    pub const STATES: [&'static str; 3] = ["starting", "ready", "draining"];
+
+    /// Start-up and warm-up are done.
+    pub fn set_ready(&self) {
+        // Never leave draining for ready: a warm-up finishing during shutdown must not revive it.
+        let _ = self
+            .0
+            .compare_exchange(STARTING, READY, Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// Shutting down: finish in-flight requests, take no new traffic.
+    pub fn set_draining(&self) {
+        self.0.store(DRAINING, Ordering::SeqCst);
+    }
+
+    /// `starting`, `ready` or `draining`.
+    pub fn state(&self) -> &'static str {
+        Self::STATES[usize::from(self.0.load(Ordering::SeqCst).min(DRAINING))]
+    }
+
+    /// Whether traffic should be sent here.
+    pub fn is_ready(&self) -> bool {
+        self.0.load(Ordering::SeqCst) == READY
+    }
+}
 
 /// What the operations endpoints and middleware share.
 #[derive(Debug)]
@@ -93,4 +129,21 @@ pub fn after_forecast(state: &AppState, symbol: &Symbol, prices: Option<PriceSer
     tokio::spawn(async move {
         let _ = retrainer.consider(&registry, &symbol, prices).await;
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_goes_starting_ready_draining_and_never_back() {
+        let r = Readiness::default();
+        assert_eq!(r.state(), "starting");
+        r.set_ready();
+        assert!(r.is_ready());
+        r.set_draining();
+        r.set_ready();
+        assert_eq!(r.state(), "draining");
+        assert!(!r.is_ready());
+    }
 }
