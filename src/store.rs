@@ -52,6 +52,9 @@ use sha2::{Digest, Sha256};
 use crate::domain::{ModelVersion, Symbol};
 use crate::forecast::lstm::{LstmMetadata, TrainedLstm};
 
+pub mod objects;
+pub mod postgres;
+
 /// Version of the sidecar layout written; a sidecar with a version outside
 /// [`READABLE_FORMATS`] is treated as missing.
 ///
@@ -95,6 +98,75 @@ pub enum StoreError {
     /// The model holds NaN or infinite numbers and is refused.
     #[error("refusing to store a model with non-finite {0}")]
     NonFinite(&'static str),
+    /// The database (PostgreSQL) failed or cannot be reached.
+    #[error("model database: {0}")]
+    Database(String),
+    /// The object store failed or cannot be reached.
+    #[error("object store: {0}")]
+    Objects(String),
+}
+
+/// A model read from a store, with the generation it was published as (stores that number
+/// their publications: PostgreSQL).
+pub struct Stored {
+    /// The verified model.
+    pub model: TrainedLstm,
+    /// Its generation, if the store numbers them.
+    pub generation: Option<u64>,
+}
+
+/// A change of a stored model made by any process sharing the store
+/// ([`ModelStore::subscribe`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreEvent {
+    /// A model was published as `generation`.
+    Published {
+        /// The model's symbol.
+        symbol: Symbol,
+        /// The model's version.
+        version: ModelVersion,
+        /// Its new generation.
+        generation: u64,
+        /// The replica that published it.
+        replica: String,
+    },
+    /// A model was removed.
+    Purged {
+        /// The model's symbol.
+        symbol: Symbol,
+        /// The model's version.
+        version: ModelVersion,
+        /// The replica that removed it.
+        replica: String,
+    },
+    /// The subscription was interrupted and is back: events may have been missed, so every
+    /// cached model must be checked against the store again.
+    Resync,
+}
+
+/// Receives [`StoreEvent`]s on the store's listener thread; returns `false` once it wants no
+/// more (its receiver is gone), which ends the subscription.
+pub type EventHandler = Box<dyn Fn(Option<StoreEvent>) -> bool + Send>;
+
+/// The exclusive right to train one model across every process sharing a store, taken by
+/// [`TrainingLock::try_acquire`] and given back when dropped (or when the process dies).
+pub trait TrainingLock: Send {
+    /// Takes the lock if it is free; `Ok(false)` while another process holds it.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] when the lock cannot be asked for.
+    fn try_acquire(&mut self) -> Result<bool, StoreError>;
+}
+
+/// The lock of a store that only one process uses: the registry's single flight already
+/// serialises its trainings, so it is always free.
+#[derive(Debug, Default)]
+pub struct ProcessLock;
+
+impl TrainingLock for ProcessLock {
+    fn try_acquire(&mut self) -> Result<bool, StoreError> {
+        Ok(true)
+    }
 }
 
 /// Persistence of trained models, keyed by symbol and model version.
@@ -109,7 +181,19 @@ pub trait ModelStore: Send + Sync {
         version: &ModelVersion,
     ) -> Result<Option<TrainedLstm>, StoreError>;
 
-    /// Stores a model atomically, replacing any previous one.
+    /// [`load`](Self::load), with the generation of the model loaded.
+    ///
+    /// # Errors
+    /// As [`load`](Self::load).
+    fn fetch(&self, symbol: &Symbol, version: &ModelVersion) -> Result<Option<Stored>, StoreError> {
+        Ok(self.load(symbol, version)?.map(|model| Stored {
+            model,
+            generation: None,
+        }))
+    }
+
+    /// Stores a model atomically, replacing any previous one; returns the generation it was
+    /// published as, if the store numbers them.
     ///
     /// # Errors
     /// [`StoreError::NonFinite`] for a poisoned model, [`StoreError::Io`] when writing fails.
@@ -118,7 +202,41 @@ pub trait ModelStore: Send + Sync {
         symbol: &Symbol,
         version: &ModelVersion,
         model: &TrainedLstm,
-    ) -> Result<(), StoreError>;
+    ) -> Result<Option<u64>, StoreError>;
+
+    /// What the store is, for `/health` and `/metrics`: `filesystem`, `postgres` or
+    /// `postgres+s3`.
+    fn kind(&self) -> &'static str {
+        "filesystem"
+    }
+
+    /// Whether other processes may share this store (and publish into it while this one
+    /// waits for a lock).
+    fn shared(&self) -> bool {
+        false
+    }
+
+    /// A lock on training `symbol`'s model that every process sharing the store respects
+    /// (not yet taken: see [`TrainingLock::try_acquire`]).
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] when the store's lock service cannot be reached.
+    fn training_lock(
+        &self,
+        symbol: &Symbol,
+        version: &ModelVersion,
+    ) -> Result<Box<dyn TrainingLock>, StoreError> {
+        let _ = (symbol, version);
+        Ok(Box::new(ProcessLock))
+    }
+
+    /// Calls `handler` with every change another process makes to the stored models, from a
+    /// thread of the store's own; `false` when the store is used by one process only and has
+    /// nothing to tell.
+    fn subscribe(&self, handler: EventHandler) -> bool {
+        let _ = handler;
+        false
+    }
 
     /// Removes a stored model; `true` if there was one.
     ///
@@ -158,6 +276,78 @@ pub struct Sidecar {
     pub created_at: String,
     /// The engine's config, scaler and training summary.
     pub metadata: LstmMetadata,
+}
+
+impl Sidecar {
+    /// The sidecar of `model` and its weights bytes, the weights named by `weights_file` from
+    /// their SHA-256; refuses non-finite weights or metadata (serde_json would write NaN as
+    /// null, which would not load back).
+    ///
+    /// # Errors
+    /// [`StoreError::NonFinite`].
+    pub fn describe(
+        symbol: &Symbol,
+        version: &ModelVersion,
+        model: &TrainedLstm,
+        weights_file: impl FnOnce(&str) -> String,
+    ) -> Result<(Vec<u8>, Self), StoreError> {
+        let weights = model.weights_safetensors();
+        if !weights_are_finite(&weights) {
+            return Err(StoreError::NonFinite("weights"));
+        }
+        let sha256 = hex::encode(Sha256::digest(&weights));
+        let sidecar = Self {
+            format_version: FORMAT_VERSION,
+            symbol: symbol.to_string(),
+            model_version: version.to_string(),
+            weights_file: weights_file(&sha256),
+            sha256,
+            created_at: crate::domain::now_rfc3339(),
+            metadata: model.metadata(),
+        };
+        if !metadata_is_finite(&sidecar.metadata) {
+            return Err(StoreError::NonFinite("metadata"));
+        }
+        Ok((weights, sidecar))
+    }
+
+    /// Checks that this sidecar is of a readable format and belongs to `symbol` at `version`.
+    ///
+    /// # Errors
+    /// Why it does not, in words.
+    pub fn check_owner(&self, symbol: &Symbol, version: &ModelVersion) -> Result<(), String> {
+        let format_1_returns = self.format_version == 1
+            && self.metadata.transform != crate::forecast::lstm::Transform::MinMaxLevels;
+        if !READABLE_FORMATS.contains(&self.format_version) || format_1_returns {
+            return Err(format!(
+                "format version {}, expected one of {READABLE_FORMATS:?} (a returns model needs 2)",
+                self.format_version
+            ));
+        }
+        if self.symbol != symbol.as_str() || self.model_version != version.as_str() {
+            return Err(format!("belongs to {}_{}", self.symbol, self.model_version));
+        }
+        Ok(())
+    }
+
+    /// The model of `weights` under this sidecar, once the weights match its checksum, are
+    /// finite and fit its shapes.
+    ///
+    /// # Errors
+    /// Why they do not, in words.
+    pub fn into_model(self, weights: &[u8]) -> Result<TrainedLstm, String> {
+        let digest = hex::encode(Sha256::digest(weights));
+        if digest != self.sha256 {
+            return Err(format!(
+                "SHA-256 {digest}, the sidecar says {}",
+                self.sha256
+            ));
+        }
+        if !weights_are_finite(weights) {
+            return Err("non-finite weights".into());
+        }
+        TrainedLstm::from_parts(weights, self.metadata).map_err(|e| e.to_string())
+    }
 }
 
 /// A [`ModelStore`] in one directory.
@@ -309,23 +499,9 @@ impl FsModelStore {
                 sidecar_path.display()
             ))
         })?;
-        let format_1_returns = sidecar.format_version == 1
-            && sidecar.metadata.transform != crate::forecast::lstm::Transform::MinMaxLevels;
-        if !READABLE_FORMATS.contains(&sidecar.format_version) || format_1_returns {
-            return Err(bad(format!(
-                "{} has format version {}, expected one of {READABLE_FORMATS:?} (a returns model needs 2)",
-                sidecar_path.display(),
-                sidecar.format_version
-            )));
-        }
-        if sidecar.symbol != symbol.as_str() || sidecar.model_version != version.as_str() {
-            return Err(bad(format!(
-                "{} belongs to {}_{}",
-                sidecar_path.display(),
-                sidecar.symbol,
-                sidecar.model_version
-            )));
-        }
+        sidecar
+            .check_owner(symbol, version)
+            .map_err(|e| bad(format!("{}: {e}", sidecar_path.display())))?;
         // The name comes from a file: it must be one of this model's two patterns, which also
         // keeps it inside the directory.
         if !weights_name_is_valid(
@@ -348,21 +524,8 @@ impl FsModelStore {
                 bad(reason)
             }
         })?;
-        let digest = hex::encode(Sha256::digest(&weights));
-        if digest != sidecar.sha256 {
-            return Err(bad(format!(
-                "{} has SHA-256 {digest}, its sidecar says {}",
-                weights_path.display(),
-                sidecar.sha256
-            )));
-        }
-        if !weights_are_finite(&weights) {
-            return Err(bad(format!(
-                "{} holds non-finite weights",
-                weights_path.display()
-            )));
-        }
-        let model = TrainedLstm::from_parts(&weights, sidecar.metadata)
+        let model = sidecar
+            .into_model(&weights)
             .map_err(|e| bad(format!("{}: {e}", weights_path.display())))?;
         Ok(Some(model))
     }
@@ -484,27 +647,11 @@ impl ModelStore for FsModelStore {
         symbol: &Symbol,
         version: &ModelVersion,
         model: &TrainedLstm,
-    ) -> Result<(), StoreError> {
-        let weights = model.weights_safetensors();
-        if !weights_are_finite(&weights) {
-            return Err(StoreError::NonFinite("weights"));
-        }
+    ) -> Result<Option<u64>, StoreError> {
         let stem = Self::stem(symbol, version);
-        let sha256 = hex::encode(Sha256::digest(&weights));
-        let weights_file = format!("{stem}.{}{WEIGHTS_EXT}", &sha256[..HASH_LEN]);
-        let sidecar = Sidecar {
-            format_version: FORMAT_VERSION,
-            symbol: symbol.to_string(),
-            model_version: version.to_string(),
-            weights_file,
-            sha256,
-            created_at: crate::domain::now_rfc3339(),
-            metadata: model.metadata(),
-        };
-        // serde_json would write NaN as null, which would not load back: refuse it here.
-        if !metadata_is_finite(&sidecar.metadata) {
-            return Err(StoreError::NonFinite("metadata"));
-        }
+        let (weights, sidecar) = Sidecar::describe(symbol, version, model, |sha256| {
+            format!("{stem}.{}{WEIGHTS_EXT}", &sha256[..HASH_LEN])
+        })?;
         let json = serde_json::to_vec_pretty(&sidecar).expect("sidecar serialises");
         // Written even when a file of that name exists: the bytes are the same, and the fresh
         // mtime keeps a concurrent cleanup from taking it for a leftover before the commit.
@@ -521,7 +668,7 @@ impl ModelStore for FsModelStore {
                 tracing::warn!(%symbol, %version, error = %e, "cannot remove superseded weights")
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     fn trained_at(&self, symbol: &Symbol, version: &ModelVersion) -> Option<SystemTime> {

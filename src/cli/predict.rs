@@ -58,6 +58,8 @@ pub fn run(args: PredictArgs) -> anyhow::Result<()> {
             max_concurrent_trainings: NonZeroUsize::MIN,
             training_queue: 0,
             precision: args.inference.lstm_precision,
+            cluster_wait: std::time::Duration::ZERO,
+            replica: "cli".into(),
         },
         Arc::new(store),
     );

@@ -36,7 +36,9 @@ use crate::domain::Symbol;
 use crate::registry::Registry;
 use crate::settings::ops::TrainingMode;
 use crate::settings::Settings;
-use crate::store::{FsModelStore, StoreError};
+use crate::store::objects::ObjectBlobs;
+use crate::store::postgres::PgModelStore;
+use crate::store::{FsModelStore, ModelStore, StoreError};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,12 +52,57 @@ pub enum StartupError {
         #[source]
         source: std::io::Error,
     },
-    /// The models directory could not be opened.
-    #[error("cannot open the models directory")]
+    /// The model store (directory, database or object store) could not be opened.
+    #[error("cannot open the model store")]
     Store(#[from] StoreError),
     /// The settings contradict each other.
     #[error("invalid settings: {0}")]
     Settings(String),
+}
+
+/// The store the settings ask for: the models directory without `DATABASE_URL`, else
+/// PostgreSQL (migrated), with the weights in the object store of `MODEL_STORE` if set.
+async fn open_store(settings: &Settings) -> Result<Arc<dyn ModelStore>, StartupError> {
+    let Some(url) = &settings.database_url else {
+        if settings.model_store.is_some() {
+            return Err(StartupError::Settings(
+                "MODEL_STORE needs DATABASE_URL: the database holds the models' rows".into(),
+            ));
+        }
+        return Ok(Arc::new(FsModelStore::open(&settings.store.models_dir)?));
+    };
+    let url = url.expose().to_owned();
+    let schema = settings.database_schema.clone();
+    let replica = settings.replica_id();
+    let location = settings.model_store.clone();
+    // The database client blocks: connect and migrate off the runtime.
+    let store = tokio::task::spawn_blocking(move || {
+        let objects = location.as_ref().map(ObjectBlobs::from_env).transpose()?;
+        PgModelStore::connect(&url, schema, &replica, objects)
+    })
+    .await
+    .map_err(|e| StartupError::Settings(format!("opening the store panicked: {e}")))??;
+    Ok(Arc::new(store))
+}
+
+/// Applies the store's change events (from other replicas) to `registry`, for as long as the
+/// registry lives.
+fn subscribe(store: &dyn ModelStore, registry: &Arc<Registry>) {
+    let weak = Arc::downgrade(registry);
+    let runtime = tokio::runtime::Handle::current();
+    let listening = store.subscribe(Box::new(move |event| {
+        let Some(registry) = weak.upgrade() else {
+            return false;
+        };
+        if let Some(event) = event {
+            let _entered = runtime.enter();
+            registry.apply_store_event(event);
+        }
+        true
+    }));
+    if listening {
+        tracing::info!("listening for model changes from other replicas");
+    }
 }
 
 /// How many connections the server serves at once and how long it waits for headers.
@@ -91,8 +138,9 @@ impl Application {
             max_connections: fit_file_limit(settings.max_connections.get()),
             header_read_timeout: Duration::from_secs(settings.header_read_timeout_secs.get()),
         };
-        let store = FsModelStore::open(&settings.store.models_dir)?;
-        let registry = Registry::new(settings.registry_config(), Arc::new(store));
+        let store = open_store(&settings).await?;
+        let registry = Registry::new(settings.registry_config(), Arc::clone(&store));
+        subscribe(store.as_ref(), &registry);
         let state = AppState {
             registry,
             limits: Arc::new(Limits::from_settings(&settings)),
@@ -106,9 +154,11 @@ impl Application {
         let addr = listener
             .local_addr()
             .map_err(|source| StartupError::Bind { addr, source })?;
-        if settings.database_url.is_some() {
-            tracing::info!("DATABASE_URL is set but unused: models live in the models directory");
-        }
+        tracing::info!(
+            store = state.registry.store_kind(),
+            replica = state.registry.replica(),
+            "model store open"
+        );
         Ok(Self {
             listener,
             state,

@@ -28,7 +28,7 @@ use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use lru::LruCache;
 use serde::Serialize;
@@ -43,7 +43,7 @@ use crate::forecast::lstm::forecaster::FittedLstm;
 use crate::forecast::lstm::{self, LstmConfig, LstmError, Precision, TrainedLstm};
 use crate::forecast::naive::Naive;
 use crate::forecast::ForecastError;
-use crate::store::{self, ModelStore, StoreError};
+use crate::store::{self, ModelStore, StoreError, StoreEvent, Stored, TrainingLock};
 use crate::telemetry::metrics::{BuildInfo, Metrics};
 
 /// Fewest prices a forecast needs (the LSTM window of SPEC section 3; the contract's 400).
@@ -126,6 +126,12 @@ pub struct RegistryConfig {
     pub training_queue: usize,
     /// Arithmetic of forecasts (training and validation always run in f32).
     pub precision: Precision,
+    /// How long a training waits for another replica that trains the same symbol (the
+    /// training timeout); beyond it, [`RegistryError::Overloaded`].
+    pub cluster_wait: Duration,
+    /// This process's replica id (`REPLICA_ID`): events it published itself are not applied
+    /// twice.
+    pub replica: String,
 }
 
 /// Cache key: a model is only reused under the same symbol and model version.
@@ -182,6 +188,9 @@ pub struct Registry {
     config: RegistryConfig,
     store: Arc<dyn ModelStore>,
     cache: Mutex<LruCache<ModelKey, Arc<TrainedLstm>>>,
+    /// The published generation of models in memory, where the store numbers them (entries
+    /// of models evicted from the cache are ignored, and dropped when seen).
+    generations: Mutex<HashMap<ModelKey, u64>>,
     /// One sender per load-or-train task; every waiting request holds one of its receivers,
     /// so the task can tell when nobody waits any more.
     inflight: Mutex<HashMap<ModelKey, Arc<watch::Sender<Option<Outcome>>>>>,
@@ -208,11 +217,16 @@ impl Registry {
         let admitted = config.max_concurrent_trainings.get() + config.training_queue;
         Arc::new(Self {
             cache: Mutex::new(LruCache::new(config.cache_size)),
+            generations: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
             run_slots: Arc::new(Semaphore::new(config.max_concurrent_trainings.get())),
             admissions: Arc::new(Semaphore::new(admitted)),
             counters: Counters::default(),
-            metrics: Arc::new(Metrics::new(&BuildInfo::current(config.precision.kernel()))),
+            metrics: Arc::new(Metrics::new(&BuildInfo {
+                store: store.kind(),
+                replica: config.replica.clone(),
+                ..BuildInfo::current(config.precision.kernel())
+            })),
             pool: pool::ForecastPool::per_core(),
             store,
             config,
@@ -271,7 +285,104 @@ impl Registry {
 
     /// Drops `symbol`'s model from memory; `true` if it was there.
     pub fn unload(&self, symbol: &Symbol) -> bool {
-        lock(&self.cache).pop(&self.key(symbol)).is_some()
+        let key = self.key(symbol);
+        self.remember(&key, None);
+        lock(&self.cache).pop(&key).is_some()
+    }
+
+    /// Where models are stored (`filesystem`, `postgres`, `postgres+s3`).
+    pub fn store_kind(&self) -> &'static str {
+        self.store.kind()
+    }
+
+    /// This process's replica id.
+    pub fn replica(&self) -> &str {
+        &self.config.replica
+    }
+
+    /// The published generation of every model in memory whose store numbers them, by symbol.
+    pub fn served_generations(&self) -> std::collections::BTreeMap<Symbol, u64> {
+        let cache = lock(&self.cache);
+        lock(&self.generations)
+            .iter()
+            .filter(|(k, _)| k.version == self.config.version && cache.contains(k))
+            .map(|(k, g)| (k.symbol.clone(), *g))
+            .collect()
+    }
+
+    /// Records the generation of the model of `key` now going into memory (`None`: unknown,
+    /// or the model leaves memory).
+    fn remember(&self, key: &ModelKey, generation: Option<u64>) {
+        let mut generations = lock(&self.generations);
+        match generation {
+            Some(g) => generations.insert(key.clone(), g),
+            None => generations.remove(key),
+        };
+        self.metrics.set_generation(key.symbol.as_str(), generation);
+    }
+
+    /// Applies a change that another replica made to the shared store: a model published
+    /// there replaces the one in memory (it is dropped, and reloaded in the background if it
+    /// was in memory), a purged one is dropped; after [`StoreEvent::Resync`] every model is
+    /// dropped, to be loaded again on demand. Needs the async runtime (it spawns the reload).
+    pub fn apply_store_event(self: &Arc<Self>, event: StoreEvent) {
+        let (event_name, key) = match event {
+            StoreEvent::Published {
+                symbol,
+                version,
+                generation,
+                replica,
+            } => {
+                if version != self.config.version || replica == self.config.replica {
+                    return;
+                }
+                let key = ModelKey { symbol, version };
+                let cached = lock(&self.generations).get(&key).copied();
+                if cached.is_some_and(|g| g >= generation) {
+                    return;
+                }
+                ("published", key)
+            }
+            StoreEvent::Purged {
+                symbol,
+                version,
+                replica,
+            } => {
+                if version != self.config.version || replica == self.config.replica {
+                    return;
+                }
+                ("purged", ModelKey { symbol, version })
+            }
+            StoreEvent::Resync => {
+                self.metrics.store_events.inc(&["resync"]);
+                let keys: Vec<ModelKey> =
+                    lock(&self.cache).iter().map(|(k, _)| k.clone()).collect();
+                for key in keys {
+                    self.remember(&key, None);
+                    lock(&self.cache).pop(&key);
+                }
+                return;
+            }
+        };
+        self.metrics.store_events.inc(&[event_name]);
+        let was_loaded = {
+            let mut cache = lock(&self.cache);
+            self.remember(&key, None);
+            cache.pop(&key).is_some()
+        };
+        tracing::info!(symbol = %key.symbol, event = event_name, was_loaded, "model changed by another replica");
+        if was_loaded && event_name == "published" {
+            let this = Arc::clone(self);
+            tokio::spawn(async move {
+                match this.warm(&key.symbol).await {
+                    Ok(true) => this.metrics.store_events.inc(&["reloaded"]),
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::warn!(symbol = %key.symbol, error = %e, "cannot reload a model another replica published")
+                    }
+                }
+            });
+        }
     }
 
     /// Removes `symbol`'s stored artefact (off the runtime); `true` if there was one.
@@ -424,18 +535,8 @@ impl Registry {
         waiters: &watch::Sender<Option<Outcome>>,
     ) -> Outcome {
         let symbol = &key.symbol;
-        let store = Arc::clone(&self.store);
-        let k = key.clone();
-        let loaded = tokio::task::spawn_blocking(move || store.load(&k.symbol, &k.version))
-            .await
-            .map_err(|e| RegistryError::TaskFailed(e.to_string()))?
-            .map_err(|e| RegistryError::Store(Arc::new(e)))?;
-        if let Some(model) = loaded {
-            self.counters
-                .loaded_from_store_total
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::info!(%symbol, version = %key.version, "model loaded from the store");
-            return Ok(Arc::new(model));
+        if let Some(model) = self.load_stored(key).await? {
+            return Ok(model);
         }
         if prices.len() < MIN_TRAINING_PRICES {
             return Err(RegistryError::NoModel {
@@ -451,7 +552,9 @@ impl Registry {
             });
         }
         let job: TrainingJob = Box::new(move |sym, config| train_checked(sym, config, &prices));
-        let result = self.run_training(key, "train", job, Some(waiters)).await;
+        let result = self
+            .run_training(key, "train", job, Some(waiters), true)
+            .await;
         if matches!(&result, Err(e) if !matches!(e, RegistryError::Overloaded { .. } | RegistryError::Abandoned))
         {
             self.counters
@@ -464,17 +567,93 @@ impl Registry {
     /// Trains in the bounded pool, checks the model is finite, stores it.
     async fn train(self: &Arc<Self>, key: &ModelKey, prices: Arc<[f64]>) -> Outcome {
         let job: TrainingJob = Box::new(move |sym, config| train_checked(sym, config, &prices));
-        self.run_training(key, "train", job, None).await
+        self.run_training(key, "train", job, None, false).await
+    }
+
+    /// The stored model of `key`, read off the runtime, its generation remembered.
+    async fn load_stored(&self, key: &ModelKey) -> Result<Option<Arc<TrainedLstm>>, RegistryError> {
+        let store = Arc::clone(&self.store);
+        let k = key.clone();
+        let loaded = tokio::task::spawn_blocking(move || store.fetch(&k.symbol, &k.version))
+            .await
+            .map_err(|e| RegistryError::TaskFailed(e.to_string()))?
+            .map_err(|e| RegistryError::Store(Arc::new(e)))?;
+        let Some(Stored { model, generation }) = loaded else {
+            return Ok(None);
+        };
+        self.counters
+            .loaded_from_store_total
+            .fetch_add(1, Ordering::Relaxed);
+        self.remember(key, generation);
+        tracing::info!(symbol = %key.symbol, version = %key.version, generation, "model loaded from the store");
+        Ok(Some(Arc::new(model)))
+    }
+
+    /// Takes the store's training lock of `key`, waiting (polling every [`LOCK_POLL`]) while
+    /// another replica holds it, at most [`RegistryConfig::cluster_wait`]; with `waiters`, gives
+    /// up once all of them are gone.
+    async fn cluster_lock(
+        &self,
+        key: &ModelKey,
+        waiters: Option<&watch::Sender<Option<Outcome>>>,
+    ) -> Result<Box<dyn TrainingLock>, RegistryError> {
+        let blocking_failed = |e: tokio::task::JoinError| RegistryError::TaskFailed(e.to_string());
+        let store_failed = |e: StoreError| RegistryError::Store(Arc::new(e));
+        let store = Arc::clone(&self.store);
+        let k = key.clone();
+        let mut lock =
+            tokio::task::spawn_blocking(move || store.training_lock(&k.symbol, &k.version))
+                .await
+                .map_err(blocking_failed)?
+                .map_err(store_failed)?;
+        let deadline = Instant::now() + self.config.cluster_wait;
+        let mut waited = false;
+        loop {
+            let (back, taken) = tokio::task::spawn_blocking(move || {
+                let taken = lock.try_acquire();
+                (lock, taken)
+            })
+            .await
+            .map_err(blocking_failed)?;
+            lock = back;
+            if taken.map_err(store_failed)? {
+                return Ok(lock);
+            }
+            if !waited {
+                waited = true;
+                self.metrics.store_events.inc(&["lock_wait"]);
+                tracing::info!(symbol = %key.symbol, "another replica is training this model: waiting for it");
+            }
+            if Instant::now() >= deadline {
+                return Err(RegistryError::Overloaded {
+                    retry_after_secs: self.retry_after_secs(),
+                });
+            }
+            let pause = tokio::time::sleep(LOCK_POLL);
+            match waiters {
+                Some(waiters) => tokio::select! {
+                    () = pause => {}
+                    () = waiters.closed() => return Err(RegistryError::Abandoned),
+                },
+                None => pause.await,
+            }
+        }
     }
 
     /// Runs `job` (of metrics kind `kind`) in the bounded pool and stores its model. With
     /// `waiters`, the job is dropped while it waits for a slot if all their receivers go.
+    ///
+    /// The store's training lock of `key` is held from before the slot to after the model is
+    /// stored, so replicas sharing a store train a symbol one at a time. With `reuse`, a model
+    /// found in the store once the lock is taken (another replica trained it meanwhile) is
+    /// answered instead of training.
     async fn run_training(
         self: &Arc<Self>,
         key: &ModelKey,
         kind: &'static str,
         job: TrainingJob,
         waiters: Option<&watch::Sender<Option<Outcome>>>,
+        reuse: bool,
     ) -> Outcome {
         let symbol = key.symbol.clone();
         let Ok(admission) = Arc::clone(&self.admissions).try_acquire_owned() else {
@@ -489,6 +668,26 @@ impl Registry {
         self.counters
             .trainings_waiting
             .fetch_add(1, Ordering::Relaxed);
+        let cluster = self.cluster_lock(key, waiters).await;
+        let reused = match &cluster {
+            Ok(_) if reuse && self.store.shared() => self.load_stored(key).await,
+            _ => Ok(None),
+        };
+        let cluster = match (cluster, reused) {
+            (Ok(cluster), Ok(None)) => cluster,
+            (cluster, reused) => {
+                self.counters
+                    .trainings_waiting
+                    .fetch_sub(1, Ordering::Relaxed);
+                if matches!(cluster, Err(RegistryError::Abandoned)) {
+                    self.metrics.trainings.inc(&[kind, "abandoned"]);
+                }
+                return match (cluster, reused) {
+                    (Err(e), _) | (_, Err(e)) => Err(e),
+                    (Ok(_), Ok(found)) => Ok(found.expect("matched Some above")),
+                };
+            }
+        };
         let acquire = Arc::clone(&self.run_slots).acquire_owned();
         let slot = match waiters {
             Some(waiters) => tokio::select! {
@@ -520,8 +719,9 @@ impl Registry {
         let this = Arc::clone(self);
         let sym = symbol.clone();
         let joined = tokio::task::spawn_blocking(move || {
-            // The permits live as long as the training, even if every waiter went away.
-            let _permits = (admission, slot);
+            // The permits and the lock live as long as the training and its saving, even if
+            // every waiter went away.
+            let _permits = (admission, slot, cluster);
             let started = Instant::now();
             tracing::info!(symbol = %sym, kind, epochs = config.epochs, "training started");
             let result = job(&sym, &config);
@@ -552,7 +752,13 @@ impl Registry {
                 "training finished"
             );
             match store.save(&sym, &version, &model) {
-                Ok(()) => {}
+                Ok(generation) => this.remember(
+                    &ModelKey {
+                        symbol: sym.clone(),
+                        version: version.clone(),
+                    },
+                    generation,
+                ),
                 Err(StoreError::NonFinite(what)) => {
                     return Err(RegistryError::Degenerate {
                         symbol: sym,
@@ -583,6 +789,9 @@ impl Registry {
         }
     }
 }
+
+/// How often a training waiting for another replica's lock asks for it again.
+const LOCK_POLL: Duration = Duration::from_millis(100);
 
 /// Removes a key from the in-flight map when the task ends, even by panic.
 struct InflightGuard<'a> {

@@ -91,7 +91,7 @@ impl Registry {
             check_model(sym, tuned, &prices)
         });
         tokio::spawn(async move {
-            let outcome = this.run_training(&key, "fine_tune", job, None).await;
+            let outcome = this.run_training(&key, "fine_tune", job, None, false).await;
             this.finish(key, outcome)
         })
         .await
@@ -152,6 +152,8 @@ pub(crate) mod tests {
                 max_concurrent_trainings: NonZeroUsize::new(1).unwrap(),
                 training_queue: 2,
                 precision: lstm::Precision::Int16,
+                cluster_wait: std::time::Duration::from_secs(5),
+                replica: "test".into(),
             },
             Arc::new(FsModelStore::open(dir).unwrap()),
         )

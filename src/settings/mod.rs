@@ -5,6 +5,7 @@
 use std::net::IpAddr;
 use std::num::{NonZeroU64, NonZeroUsize};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::domain::ModelVersion;
 use crate::forecast::lstm::{LstmConfig, Precision};
@@ -167,10 +168,23 @@ pub struct Settings {
     /// Arithmetic of served forecasts.
     #[command(flatten)]
     pub inference: InferenceSettings,
-    /// Database URL; accepted for compatibility with the old service's configuration, unused.
+    /// PostgreSQL URL (`postgres://user:password@host:5432/db`). Unset: models live in the
+    /// models directory (one process). Set: models live in the database, shared by every
+    /// replica, which train each symbol once between them and hear each other's changes.
     /// Never printed (it may hold a password): not by `--help`, logs, `/health` or errors.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<Secret>,
+    /// The database schema the service owns (created and migrated at start-up).
+    #[arg(long, env = "DATABASE_SCHEMA", default_value = crate::store::postgres::DEFAULT_SCHEMA)]
+    pub database_schema: crate::store::postgres::SchemaName,
+    /// With DATABASE_URL: `s3://bucket/prefix` keeps model weights in an S3-protocol object
+    /// store (configured by the AWS_* variables) and their rows in the database.
+    #[arg(long, env = "MODEL_STORE")]
+    pub model_store: Option<crate::store::objects::ObjectLocation>,
+    /// This replica's id, recorded with the models it trains and shown by /health and /metrics
+    /// (default: host name and process id).
+    #[arg(long, env = "REPLICA_ID")]
+    pub replica_id: Option<String>,
     /// Warm-up, retraining, batch, access control, CORS and timeouts.
     #[command(flatten)]
     pub ops: ops::OpsSettings,
@@ -254,6 +268,12 @@ impl Default for Settings {
             model_cache_size: nz(defaults::MODEL_CACHE_SIZE),
             inference: InferenceSettings::default(),
             database_url: None,
+            database_schema: crate::store::postgres::SchemaName::parse(
+                crate::store::postgres::DEFAULT_SCHEMA,
+            )
+            .expect("the default schema name is valid"),
+            model_store: None,
+            replica_id: None,
             ops: ops::OpsSettings::default(),
         }
     }
@@ -269,7 +289,22 @@ impl Settings {
             max_concurrent_trainings: self.max_concurrent_trainings,
             training_queue: self.training_queue,
             precision: self.inference.lstm_precision,
+            cluster_wait: Duration::from_secs(self.ops.training_timeout_secs.get()),
+            replica: self.replica_id(),
         }
+    }
+
+    /// `REPLICA_ID`, else the host name and the process id (unique among the replicas on one
+    /// host and, in containers, across hosts).
+    pub fn replica_id(&self) -> String {
+        self.replica_id.clone().unwrap_or_else(|| {
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_owned())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".into());
+            format!("{host}-{}", std::process::id())
+        })
     }
 }
 

@@ -166,6 +166,10 @@ pub struct BuildInfo {
     pub profile: &'static str,
     /// What cached LSTM forecasts run on (`int16-avx512vnni`, `f32-avx2`, `f32-scalar`).
     pub lstm_kernel: &'static str,
+    /// Where models are stored: `filesystem`, `postgres` or `postgres+s3`.
+    pub store: &'static str,
+    /// This process's replica id (`REPLICA_ID`).
+    pub replica: String,
 }
 
 impl BuildInfo {
@@ -179,6 +183,8 @@ impl BuildInfo {
                 "release"
             },
             lstm_kernel,
+            store: "filesystem",
+            replica: String::new(),
         }
     }
 }
@@ -205,6 +211,13 @@ pub struct Metrics {
     pub http_requests: CounterVec,
     /// `ml_http_request_duration_seconds{route}`.
     pub http_seconds: HistogramVec,
+    /// `ml_store_events_total{event}`: changes of shared models seen from other replicas
+    /// (`published`, `purged`, `resync`), models reloaded after one (`reloaded`), and waits
+    /// for another replica's training of a symbol (`lock_wait`).
+    pub store_events: CounterVec,
+    /// `ml_model_generation{symbol}`: the generation of each model in memory (stores that
+    /// number them); a symbol's series goes when its model leaves memory.
+    pub generations: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
 }
 
 impl Metrics {
@@ -249,6 +262,27 @@ impl Metrics {
                 ("profile", build.profile),
                 ("lstm_kernel", build.lstm_kernel),
             ]),
+        );
+        registry.register(
+            "ml_store",
+            "Where models are stored, and this replica's id.",
+            Info::new(vec![
+                ("kind", build.store.to_owned()),
+                ("replica", build.replica.clone()),
+            ]),
+        );
+        let store_events = CounterVec::register(
+            &mut registry,
+            "ml_store_events",
+            "Changes of shared models from other replicas, reloads after them, and waits for another replica's training.",
+            &["event"],
+            Family::default(),
+        );
+        let generations = Family::default();
+        registry.register(
+            "ml_model_generation",
+            "Generation of each model in memory, as published in the shared store.",
+            generations.clone(),
         );
         let predictions = CounterVec::register(
             &mut registry,
@@ -310,6 +344,21 @@ impl Metrics {
             cache,
             http_requests,
             http_seconds,
+            store_events,
+            generations,
+        }
+    }
+
+    /// Sets (`Some`) or removes (`None`) the generation served for `symbol`.
+    pub fn set_generation(&self, symbol: &str, generation: Option<u64>) {
+        let labels = vec![("symbol".to_owned(), symbol.to_owned())];
+        match generation {
+            Some(g) => {
+                self.generations.get_or_create(&labels).set(g as f64);
+            }
+            None => {
+                self.generations.remove(&labels);
+            }
         }
     }
 

@@ -88,6 +88,9 @@ pub struct Health {
     /// Always `healthy` while the process serves.
     #[schema(schema_with = healthy)]
     status: &'static str,
+    /// Where models are stored, which replica answers, and the generation of each model it
+    /// serves.
+    store: StoreStatus,
     /// Training activity since start-up.
     training: TrainingActivity,
     /// Who may train a model from request data (TRAINING_MODE).
@@ -97,6 +100,23 @@ pub struct Health {
     uptime_seconds: f64,
     /// The service's version.
     version: &'static str,
+}
+
+/// The `store` object of [`Health`].
+#[derive(Serialize, ToSchema)]
+pub struct StoreStatus {
+    /// Published generation of each model in memory, by symbol (stores that number them:
+    /// PostgreSQL; empty for the models directory).
+    generations: std::collections::BTreeMap<String, u64>,
+    /// `filesystem` (MODELS_DIR), `postgres` (DATABASE_URL) or `postgres+s3` (and MODEL_STORE).
+    #[schema(schema_with = store_kinds)]
+    kind: &'static str,
+    /// This process's id among the replicas (REPLICA_ID).
+    replica_id: String,
+}
+
+fn store_kinds() -> utoipa::openapi::Object {
+    one_of_strings(["filesystem", "postgres", "postgres+s3"])
 }
 
 /// The `training` object of [`Health`] (alphabetical, as always sent).
@@ -134,6 +154,16 @@ async fn check_health(State(state): State<AppState>) -> Json<Health> {
     let stats = state.registry.stats();
     Json(Health {
         status: "healthy",
+        store: StoreStatus {
+            generations: state
+                .registry
+                .served_generations()
+                .into_iter()
+                .map(|(symbol, g)| (symbol.to_string(), g))
+                .collect(),
+            kind: state.registry.store_kind(),
+            replica_id: state.registry.replica().to_owned(),
+        },
         service: SERVICE_NAME,
         pytorch_available: false,
         device: "cpu",
