@@ -10,6 +10,8 @@ RUN mkdir -p src benches \
     && echo 'fn main() {}' > src/main.rs \
     && echo '' > src/lib.rs \
     && echo 'fn main() {}' > benches/lstm.rs \
+    && echo 'fn main() {}' > benches/kernels.rs \
+    && echo 'fn main() {}' > benches/store.rs \
     && cargo build --release --locked --bin coinsphere-ml \
     && rm -rf src
 COPY src ./src

@@ -16,8 +16,11 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use coinsphere_ml::domain::{ModelVersion, Symbol};
-use coinsphere_ml::forecast::lstm::{self, LstmConfig};
 use coinsphere_ml::store::{FsModelStore, ModelStore};
+
+#[path = "common/models.rs"]
+mod models;
+use models::tiny_model;
 
 /// The tests time runs of the binary: one test at a time, so they do not slow each other.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -247,21 +250,7 @@ fn threads_saving_one_model_never_let_a_reader_see_it_missing_or_torn() {
     let dir = tempfile::tempdir().unwrap();
     let store = FsModelStore::open(dir.path()).unwrap();
     let (sym, ver) = key();
-    let prices: Vec<f64> = (0..200)
-        .map(|i| 100.0 + 10.0 * (f64::from(i) / 7.0).sin())
-        .collect();
-    let models: Vec<_> = (1..=2)
-        .map(|seed| {
-            let config = LstmConfig {
-                epochs: 1,
-                hidden_size: 8,
-                threads: 1,
-                seed,
-                ..LstmConfig::default()
-            };
-            lstm::train(&config, &prices, &mut |_| {}).unwrap()
-        })
-        .collect();
+    let models: Vec<_> = (1..=2).map(tiny_model).collect();
     store.save(&sym, &ver, &models[0]).unwrap();
     let writers_done = AtomicBool::new(false);
     let mut misses = 0;

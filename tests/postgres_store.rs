@@ -7,61 +7,18 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use coinsphere_ml::domain::{ModelVersion, Symbol};
-use coinsphere_ml::forecast::lstm::{self, LstmConfig, TrainedLstm};
-use coinsphere_ml::store::postgres::{PgModelStore, SchemaName};
+use coinsphere_ml::store::postgres::PgModelStore;
 use coinsphere_ml::store::{ModelStore, StoreEvent};
 
-const CI_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+#[path = "common/models.rs"]
+mod models;
+#[path = "common/postgres.rs"]
+mod pg;
+use models::tiny_model;
+use pg::{url, Schema};
 
-fn url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| CI_DATABASE_URL.into())
-}
-
-/// A fresh schema on the test server, dropped when the guard goes; `None` (skip) without a
-/// server, unless one is required.
-struct Schema {
-    name: SchemaName,
-}
-
-impl Schema {
-    fn new(test: &str) -> Option<Self> {
-        let required = std::env::var("COINSPHERE_REQUIRE_POSTGRES").is_ok_and(|v| v == "1");
-        match postgres::Client::connect(&url(), postgres::NoTls) {
-            Ok(_) => {}
-            Err(e) if required => {
-                panic!(
-                    "PostgreSQL is required (COINSPHERE_REQUIRE_POSTGRES=1) and unreachable: {e}"
-                )
-            }
-            Err(e) => {
-                eprintln!(
-                    "SKIPPED {test}: no PostgreSQL at {} ({e}); set TEST_DATABASE_URL",
-                    url()
-                );
-                return None;
-            }
-        }
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .subsec_nanos();
-        let name = format!("t_{test}_{}_{nanos}", std::process::id());
-        Some(Self {
-            name: SchemaName::parse(&name[..name.len().min(50)]).unwrap(),
-        })
-    }
-
-    fn store(&self, replica: &str) -> PgModelStore {
-        PgModelStore::connect(&url(), self.name.clone(), replica, None).unwrap()
-    }
-}
-
-impl Drop for Schema {
-    fn drop(&mut self) {
-        if let Ok(mut client) = postgres::Client::connect(&url(), postgres::NoTls) {
-            let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.name));
-        }
-    }
+fn open(schema: &Schema, replica: &str) -> PgModelStore {
+    PgModelStore::connect(&url(), schema.name.clone(), replica, None).unwrap()
 }
 
 fn key() -> (Symbol, ModelVersion) {
@@ -71,28 +28,14 @@ fn key() -> (Symbol, ModelVersion) {
     )
 }
 
-fn tiny_model(seed: u64) -> TrainedLstm {
-    let prices: Vec<f64> = (0..200)
-        .map(|i| 100.0 + 10.0 * (f64::from(i) / 7.0).sin())
-        .collect();
-    let config = LstmConfig {
-        epochs: 1,
-        hidden_size: 8,
-        threads: 1,
-        seed,
-        ..LstmConfig::default()
-    };
-    lstm::train(&config, &prices, &mut |_| {}).unwrap()
-}
-
 #[test]
 fn publish_load_list_and_purge_with_increasing_generations() {
     let Some(schema) = Schema::new("publish") else {
         return;
     };
-    let store = schema.store("r1");
+    let store = open(&schema, "r1");
     // A second connect applies no migration twice.
-    let again = schema.store("r2");
+    let again = open(&schema, "r2");
     let (sym, ver) = key();
     assert!(store.fetch(&sym, &ver).unwrap().is_none());
     let first = tiny_model(1);
@@ -130,10 +73,10 @@ fn a_corrupted_row_loads_as_missing() {
     let Some(schema) = Schema::new("corrupt") else {
         return;
     };
-    let store = schema.store("r1");
+    let store = open(&schema, "r1");
     let (sym, ver) = key();
     store.save(&sym, &ver, &tiny_model(1)).unwrap();
-    let mut client = postgres::Client::connect(&url(), postgres::NoTls).unwrap();
+    let mut client = schema.client();
     client
         .batch_execute(&format!(
             "UPDATE {}.models SET weights = overlay(weights placing '\\x00'::bytea from 200)",
@@ -148,7 +91,7 @@ fn the_training_lock_is_exclusive_and_freed_when_its_holder_goes() {
     let Some(schema) = Schema::new("lock") else {
         return;
     };
-    let (a, b) = (schema.store("a"), schema.store("b"));
+    let (a, b) = (open(&schema, "a"), open(&schema, "b"));
     let (sym, ver) = key();
     let mut held = a.training_lock(&sym, &ver).unwrap();
     assert!(held.try_acquire().unwrap());
@@ -166,11 +109,38 @@ fn the_training_lock_is_exclusive_and_freed_when_its_holder_goes() {
 }
 
 #[test]
+fn a_lock_and_a_store_dropped_on_an_async_thread_close_quietly() {
+    let Some(schema) = Schema::new("drop") else {
+        return;
+    };
+    let store = open(&schema, "a");
+    let (sym, ver) = key();
+    let mut held = store.training_lock(&sym, &ver).unwrap();
+    assert!(held.try_acquire().unwrap());
+    // The blocking client cannot close a connection on a runtime thread by itself (it
+    // panicked there); the lock, given up while waiting, and the registry's store at shutdown
+    // are dropped on one.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        drop(held);
+        drop(store);
+    });
+    let mut other = open(&schema, "b").training_lock(&sym, &ver).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !other.try_acquire().unwrap() {
+        assert!(Instant::now() < deadline, "the lock was never released");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
 fn every_replica_hears_publications_and_purges() {
     let Some(schema) = Schema::new("notify") else {
         return;
     };
-    let (publisher, listener) = (schema.store("pub"), schema.store("sub"));
+    let (publisher, listener) = (open(&schema, "pub"), open(&schema, "sub"));
     let (tx, rx) = mpsc::channel();
     assert!(listener.subscribe(Box::new(move |event| match event {
         Some(event) => tx.send(event).is_ok(),

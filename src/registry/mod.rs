@@ -640,6 +640,23 @@ impl Registry {
         }
     }
 
+    /// Takes the cluster lock of `key`; with `reuse`, on a shared store, answers the model
+    /// another replica published while this one waited instead.
+    async fn cluster_turn(
+        &self,
+        key: &ModelKey,
+        waiters: Option<&watch::Sender<Option<Outcome>>>,
+        reuse: bool,
+    ) -> Result<ClusterTurn, RegistryError> {
+        let lock = self.cluster_lock(key, waiters).await?;
+        if reuse && self.store.shared() {
+            if let Some(model) = self.load_stored(key).await? {
+                return Ok(ClusterTurn::Published(model));
+            }
+        }
+        Ok(ClusterTurn::Train(lock))
+    }
+
     /// Runs `job` (of metrics kind `kind`) in the bounded pool and stores its model. With
     /// `waiters`, the job is dropped while it waits for a slot if all their receivers go.
     ///
@@ -668,24 +685,22 @@ impl Registry {
         self.counters
             .trainings_waiting
             .fetch_add(1, Ordering::Relaxed);
-        let cluster = self.cluster_lock(key, waiters).await;
-        let reused = match &cluster {
-            Ok(_) if reuse && self.store.shared() => self.load_stored(key).await,
-            _ => Ok(None),
-        };
-        let cluster = match (cluster, reused) {
-            (Ok(cluster), Ok(None)) => cluster,
-            (cluster, reused) => {
+        let cluster = match self.cluster_turn(key, waiters, reuse).await {
+            Ok(ClusterTurn::Train(lock)) => lock,
+            Ok(ClusterTurn::Published(model)) => {
                 self.counters
                     .trainings_waiting
                     .fetch_sub(1, Ordering::Relaxed);
-                if matches!(cluster, Err(RegistryError::Abandoned)) {
+                return Ok(model);
+            }
+            Err(e) => {
+                self.counters
+                    .trainings_waiting
+                    .fetch_sub(1, Ordering::Relaxed);
+                if matches!(e, RegistryError::Abandoned) {
                     self.metrics.trainings.inc(&[kind, "abandoned"]);
                 }
-                return match (cluster, reused) {
-                    (Err(e), _) | (_, Err(e)) => Err(e),
-                    (Ok(_), Ok(found)) => Ok(found.expect("matched Some above")),
-                };
+                return Err(e);
             }
         };
         let acquire = Arc::clone(&self.run_slots).acquire_owned();
@@ -788,6 +803,14 @@ impl Registry {
             millis.div_ceil(1000).max(1)
         }
     }
+}
+
+/// What taking the cluster lock of a model led to.
+enum ClusterTurn {
+    /// This replica trains, holding the lock.
+    Train(Box<dyn TrainingLock>),
+    /// Another replica published the model meanwhile.
+    Published(Arc<TrainedLstm>),
 }
 
 /// How often a training waiting for another replica's lock asks for it again.

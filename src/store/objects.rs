@@ -81,7 +81,8 @@ impl std::str::FromStr for ObjectLocation {
 pub struct ObjectBlobs {
     store: Arc<dyn ObjectStore>,
     prefix: String,
-    runtime: tokio::runtime::Runtime,
+    /// `None` only while dropping.
+    runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl ObjectBlobs {
@@ -111,8 +112,14 @@ impl ObjectBlobs {
         Ok(Self {
             store,
             prefix: prefix.to_owned(),
-            runtime,
+            runtime: Some(runtime),
         })
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime
+            .as_ref()
+            .expect("the runtime lives until the blobs are dropped")
     }
 
     /// The key of a model's weights with SHA-256 `sha256`.
@@ -145,7 +152,7 @@ impl ObjectBlobs {
             ..PutOptions::default()
         };
         let put = self
-            .runtime
+            .runtime()
             .block_on(self.store.put_opts(&path, payload, opts));
         match put {
             Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(key),
@@ -159,7 +166,7 @@ impl ObjectBlobs {
     /// [`StoreError::Objects`] when the store cannot be read.
     pub fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let path = Path::from(key);
-        let read = self.runtime.block_on(async {
+        let read = self.runtime().block_on(async {
             let got = self.store.get(&path).await?;
             got.bytes().await
         });
@@ -173,7 +180,7 @@ impl ObjectBlobs {
     /// Removes `key`, logging (not failing) when it cannot: a stray object costs space only.
     pub fn delete_quietly(&self, key: &str) {
         let path = Path::from(key);
-        match self.runtime.block_on(self.store.delete(&path)) {
+        match self.runtime().block_on(self.store.delete(&path)) {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(e) => tracing::warn!(key, error = %e, "cannot remove a superseded model object"),
         }
@@ -183,13 +190,9 @@ impl ObjectBlobs {
 impl Drop for ObjectBlobs {
     fn drop(&mut self) {
         // Dropping a runtime blocks; a store may be dropped on an async thread.
-        let runtime = std::mem::replace(
-            &mut self.runtime,
-            tokio::runtime::Builder::new_current_thread()
-                .build()
-                .expect("an empty runtime builds"),
-        );
-        runtime.shutdown_background();
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
     }
 }
 

@@ -135,11 +135,53 @@ struct Notice {
 
 type Pool = r2d2::Pool<PostgresConnectionManager<NoTls>>;
 
+/// A value holding `postgres` connections, dropped off the async runtime. The blocking client
+/// closes a connection by running a runtime of its own, which panics on a thread that drives
+/// async tasks; a store or a lock may well be dropped on one (a training lock given up while
+/// waiting, the registry at shutdown). There the value goes to a short-lived thread to drop.
+#[derive(Clone)]
+struct OffRuntime<T: Send + 'static>(Option<T>);
+
+impl<T: Send + 'static> OffRuntime<T> {
+    fn new(value: T) -> Self {
+        Self(Some(value))
+    }
+}
+
+impl<T: Send + 'static> std::ops::Deref for OffRuntime<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        self.0.as_ref().expect("taken only when dropped")
+    }
+}
+
+impl<T: Send + 'static> std::ops::DerefMut for OffRuntime<T> {
+    fn deref_mut(&mut self) -> &mut T {
+        self.0.as_mut().expect("taken only when dropped")
+    }
+}
+
+impl<T: Send + 'static> Drop for OffRuntime<T> {
+    fn drop(&mut self) {
+        let Some(value) = self.0.take() else { return };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let spawned = std::thread::Builder::new()
+                .name("pg-close".into())
+                .spawn(move || drop(value));
+            if let Err(e) = spawned {
+                // Without a thread the connections are left to the operating system to close.
+                tracing::warn!(error = %e, "could not close database connections");
+            }
+        }
+    }
+}
+
 /// A [`ModelStore`] in PostgreSQL (and, optionally, an object store for the weights).
 #[derive(Clone)]
 pub struct PgModelStore {
     config: Config,
-    pool: Pool,
+    pool: OffRuntime<Pool>,
     schema: SchemaName,
     replica: String,
     objects: Option<Arc<ObjectBlobs>>,
@@ -190,7 +232,7 @@ impl PgModelStore {
             .map_err(db)?;
         let store = Self {
             config,
-            pool,
+            pool: OffRuntime::new(pool),
             schema,
             replica: replica.to_owned(),
             objects: objects.map(Arc::new),
@@ -325,11 +367,13 @@ impl ModelStore for PgModelStore {
     }
 
     fn fetch(&self, symbol: &Symbol, version: &ModelVersion) -> Result<Option<Stored>, StoreError> {
-        for attempt in 1..=READ_ATTEMPTS {
+        let mut attempt = 1;
+        loop {
             match self.fetch_once(symbol, version)? {
                 Ok(found) => return Ok(found),
                 Err(None) if attempt < READ_ATTEMPTS => {
                     tracing::debug!(%symbol, %version, "object replaced while reading, reading the row again");
+                    attempt += 1;
                 }
                 Err(reason) => {
                     let reason = reason.unwrap_or_else(|| "its object is missing".into());
@@ -338,7 +382,6 @@ impl ModelStore for PgModelStore {
                 }
             }
         }
-        Ok(None)
     }
 
     fn save(
@@ -520,14 +563,14 @@ impl ModelStore for PgModelStore {
 /// dying) closes the connection, which releases the lock.
 struct AdvisoryLock {
     config: Config,
-    client: Option<postgres::Client>,
+    client: Option<OffRuntime<postgres::Client>>,
     key: String,
 }
 
 impl TrainingLock for AdvisoryLock {
     fn try_acquire(&mut self) -> Result<bool, StoreError> {
-        if self.client.as_ref().is_none_or(postgres::Client::is_closed) {
-            self.client = Some(self.config.connect(NoTls).map_err(db)?);
+        if self.client.as_ref().is_none_or(|c| c.is_closed()) {
+            self.client = Some(OffRuntime::new(self.config.connect(NoTls).map_err(db)?));
         }
         let client = self.client.as_mut().expect("connected above");
         let row = client
