@@ -46,7 +46,7 @@ struct S3Server {
 
 fn s3s_fs_binary() -> Option<PathBuf> {
     if let Some(path) = std::env::var_os("S3S_FS") {
-        return Some(path.into());
+        return Some(PathBuf::from(path)).filter(|p| p.is_file());
     }
     let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|p| std::env::split_paths(&p).collect())
@@ -65,9 +65,9 @@ impl S3Server {
             if std::env::var("COINSPHERE_REQUIRE_S3").is_ok_and(|v| v == "1") {
                 panic!("s3s-fs is required (COINSPHERE_REQUIRE_S3=1) and not installed");
             }
-            eprintln!(
-                "SKIPPED {test}: no s3s-fs (cargo install s3s-fs --version 0.14.1 --features binary --locked)"
-            );
+            pg::skipped(&format!(
+                "{test}: no s3s-fs (cargo install s3s-fs --version 0.14.1 --features binary --locked)"
+            ));
             return None;
         };
         let root = tempfile::tempdir().unwrap();

@@ -12,6 +12,13 @@ pub fn url() -> String {
     std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| CI_DATABASE_URL.into())
 }
 
+/// Says on the terminal that a test was skipped and why. Straight to stderr: the test harness
+/// captures `eprintln!` of passing tests, and a skip must be seen.
+pub fn skipped(why: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {why}");
+}
+
 /// A fresh schema on the test server, dropped with the guard.
 pub struct Schema {
     pub name: SchemaName,
@@ -29,10 +36,10 @@ impl Schema {
                 )
             }
             Err(e) => {
-                eprintln!(
-                    "SKIPPED {test}: no PostgreSQL at {} ({e}); set TEST_DATABASE_URL",
+                skipped(&format!(
+                    "{test}: no PostgreSQL at {} ({e}); set TEST_DATABASE_URL",
                     url()
-                );
+                ));
                 return None;
             }
         }
