@@ -4,30 +4,22 @@
 //! replica does on a cache miss or after another replica's publication: read, verify the
 //! SHA-256, parse the sidecar and the safetensors, build the model.
 //!
-//! `cargo bench --bench store` (PostgreSQL: `TEST_DATABASE_URL`, else
-//! `postgres://postgres@127.0.0.1:5432/test`; s3s-fs: `S3S_FS` or on `PATH`). A store that is
-//! not reachable is left out, with a line saying so.
-
-use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+//! `cargo bench --bench store`. PostgreSQL and s3s-fs are found as the tests find them
+//! (`tests/common/`); a store that is not there is left out, with a `SKIPPED` line.
 
 use coinsphere_ml::domain::{ModelVersion, Symbol};
 use coinsphere_ml::forecast::lstm::{self, LstmConfig, TrainedLstm};
 use coinsphere_ml::prices::repository_last_closes;
-use coinsphere_ml::store::objects::ObjectBlobs;
-use coinsphere_ml::store::postgres::{PgModelStore, SchemaName};
+use coinsphere_ml::store::postgres::PgModelStore;
 use coinsphere_ml::store::{FsModelStore, ModelStore};
 use criterion::{criterion_group, criterion_main, Criterion};
-use object_store::aws::AmazonS3Builder;
 
-const BUCKET: &str = "coinsphere-bench";
-
-fn url() -> String {
-    std::env::var("TEST_DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
-}
+#[path = "../tests/common/postgres.rs"]
+mod pg;
+#[path = "../tests/common/s3s.rs"]
+mod s3s;
+use pg::{url, Schema};
+use s3s::S3Server;
 
 /// The SPEC model (2 x 64 units), one epoch on 400 BTC closes: the weights' size is what
 /// matters here, not their quality.
@@ -37,87 +29,6 @@ fn spec_model() -> TrainedLstm {
         ..LstmConfig::default()
     };
     lstm::train(&config, &repository_last_closes("BTC", 400), &mut |_| {}).unwrap()
-}
-
-/// A schema of its own on the benchmark's PostgreSQL, dropped at the end.
-struct BenchSchema(SchemaName);
-
-impl BenchSchema {
-    fn new(kind: &str) -> Option<Self> {
-        if let Err(e) = postgres::Client::connect(&url(), postgres::NoTls) {
-            eprintln!("no PostgreSQL at {} ({e}): its rows are left out", url());
-            return None;
-        }
-        let name = format!("bench_store_{kind}_{}", std::process::id());
-        Some(Self(SchemaName::parse(&name).unwrap()))
-    }
-}
-
-impl Drop for BenchSchema {
-    fn drop(&mut self) {
-        if let Ok(mut client) = postgres::Client::connect(&url(), postgres::NoTls) {
-            let _ = client.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", self.0));
-        }
-    }
-}
-
-/// `s3s-fs` over a temporary directory, killed at the end.
-struct S3s {
-    child: Child,
-    endpoint: String,
-    _root: tempfile::TempDir,
-}
-
-impl S3s {
-    fn start() -> Option<Self> {
-        let binary = std::env::var("S3S_FS").unwrap_or_else(|_| "s3s-fs".into());
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir(root.path().join(BUCKET)).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(&binary)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .arg(root.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let Ok(child) = child else {
-            eprintln!("no {binary}: the object-store rows are left out");
-            return None;
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "s3s-fs never listened");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(Self {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            _root: root,
-        })
-    }
-
-    fn blobs(&self) -> ObjectBlobs {
-        let s3 = AmazonS3Builder::new()
-            .with_endpoint(&self.endpoint)
-            .with_allow_http(true)
-            .with_region("us-east-1")
-            .with_bucket_name(BUCKET)
-            .with_skip_signature(true)
-            .build()
-            .unwrap();
-        ObjectBlobs::new(Arc::new(s3), "models").unwrap()
-    }
-}
-
-impl Drop for S3s {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn stores(c: &mut Criterion) {
@@ -135,19 +46,19 @@ fn stores(c: &mut Criterion) {
         "filesystem",
         Box::new(FsModelStore::open(dir.path()).unwrap()),
     )];
-    let inline = BenchSchema::new("inline");
+    let inline = Schema::new("bench_inline");
     if let Some(schema) = &inline {
-        let pg = PgModelStore::connect(&url(), schema.0.clone(), "bench", None).unwrap();
+        let pg = PgModelStore::connect(&url(), schema.name.clone(), "bench", None).unwrap();
         stores.push(("postgres", Box::new(pg)));
     }
     // s3s-fs leaves Nagle's algorithm on, so on a reused connection a response's last
     // segment waits for the client's delayed ACK, about 40 ms (BENCHMARKS.md shows it with
     // curl): that row measures the test server as much as the store.
-    let with_objects = BenchSchema::new("s3");
-    let s3 = with_objects.as_ref().and_then(|_| S3s::start());
+    let with_objects = Schema::new("bench_s3");
+    let s3 = with_objects.as_ref().and_then(|_| S3Server::start("bench"));
     if let (Some(schema), Some(s3)) = (&with_objects, &s3) {
         let objects = Some(s3.blobs());
-        let pg = PgModelStore::connect(&url(), schema.0.clone(), "bench", objects).unwrap();
+        let pg = PgModelStore::connect(&url(), schema.name.clone(), "bench", objects).unwrap();
         stores.push(("postgres+s3", Box::new(pg)));
     }
 

@@ -9,19 +9,12 @@
 //! Without `s3s-fs` (or PostgreSQL) the tests skip with a message, unless
 //! `COINSPHERE_REQUIRE_S3=1` (or `COINSPHERE_REQUIRE_POSTGRES=1`), set by `.ci/run`.
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use coinsphere_ml::domain::{ModelVersion, Symbol};
 use coinsphere_ml::prices::repository_last_closes;
-use coinsphere_ml::store::objects::ObjectBlobs;
 use coinsphere_ml::store::postgres::PgModelStore;
 use coinsphere_ml::store::ModelStore;
-use object_store::aws::AmazonS3Builder;
 
 #[path = "common/models.rs"]
 mod models;
@@ -29,159 +22,12 @@ mod models;
 mod pg;
 #[path = "common/replica.rs"]
 mod replica;
+#[path = "common/s3s.rs"]
+mod s3s;
 use models::tiny_model;
 use pg::{url, Schema};
 use replica::{generation, predict, runtime, trainings, Replica};
-
-const BUCKET: &str = "coinsphere-test";
-const PREFIX: &str = "models";
-
-/// An `s3s-fs` process serving a temporary directory, killed when dropped.
-struct S3Server {
-    child: Child,
-    endpoint: String,
-    port: u16,
-    root: tempfile::TempDir,
-}
-
-fn s3s_fs_binary() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("S3S_FS") {
-        return Some(PathBuf::from(path)).filter(|p| p.is_file());
-    }
-    let mut dirs: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    if let Some(home) = std::env::var_os("HOME") {
-        dirs.push(Path::new(&home).join(".cargo/bin"));
-    }
-    dirs.into_iter()
-        .map(|d| d.join("s3s-fs"))
-        .find(|p| p.is_file())
-}
-
-impl S3Server {
-    fn start(test: &str) -> Option<Self> {
-        let Some(binary) = s3s_fs_binary() else {
-            if std::env::var("COINSPHERE_REQUIRE_S3").is_ok_and(|v| v == "1") {
-                panic!("s3s-fs is required (COINSPHERE_REQUIRE_S3=1) and not installed");
-            }
-            pg::skipped(&format!(
-                "{test}: no s3s-fs (cargo install s3s-fs --version 0.14.1 --features binary --locked)"
-            ));
-            return None;
-        };
-        let root = tempfile::tempdir().unwrap();
-        std::fs::create_dir(root.path().join(BUCKET)).unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let child = Command::new(binary)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string()])
-            .arg(root.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "s3s-fs never listened");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Some(Self {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            port,
-            root,
-        })
-    }
-
-    fn blobs(&self) -> ObjectBlobs {
-        let s3 = AmazonS3Builder::new()
-            .with_endpoint(&self.endpoint)
-            .with_allow_http(true)
-            .with_region("us-east-1")
-            .with_bucket_name(BUCKET)
-            .with_skip_signature(true)
-            .build()
-            .unwrap();
-        ObjectBlobs::new(Arc::new(s3), PREFIX).unwrap()
-    }
-
-    /// The environment a replica needs to use this server (`ObjectBlobs::from_env`).
-    fn env(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("MODEL_STORE", format!("s3://{BUCKET}/{PREFIX}")),
-            ("AWS_ENDPOINT", self.endpoint.clone()),
-            ("AWS_ALLOW_HTTP", "true".into()),
-            ("AWS_REGION", "us-east-1".into()),
-            ("AWS_SKIP_SIGNATURE", "true".into()),
-        ]
-    }
-
-    /// The keys of the bucket's objects, as files under the server's directory.
-    fn keys(&self) -> Vec<String> {
-        fn walk(dir: &Path, base: &Path, out: &mut Vec<String>) {
-            for entry in std::fs::read_dir(dir).unwrap().filter_map(Result::ok) {
-                let path = entry.path();
-                if path.is_dir() {
-                    walk(&path, base, out);
-                } else {
-                    let key = path.strip_prefix(base).unwrap();
-                    out.push(key.to_string_lossy().into_owned());
-                }
-            }
-        }
-        let bucket = self.root.path().join(BUCKET);
-        let mut keys = Vec::new();
-        walk(&bucket, &bucket, &mut keys);
-        keys.sort();
-        keys
-    }
-
-    /// A raw, unsigned PUT of `key` announcing `announced` bytes and sending `body`. A complete
-    /// one returns the status line; a short one waits until the server is writing it, then
-    /// hangs up (as a replica dying mid-upload) and returns `None`.
-    fn raw_put(&self, key: &str, announced: usize, body: &[u8]) -> Option<String> {
-        let mut conn = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
-        write!(
-            conn,
-            "PUT /{BUCKET}/{key} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nContent-Length: {announced}\r\n\
-             Content-Type: application/octet-stream\r\nConnection: close\r\n\r\n",
-            self.port
-        )
-        .unwrap();
-        conn.write_all(body).unwrap();
-        conn.flush().unwrap();
-        if body.len() < announced {
-            std::thread::sleep(Duration::from_millis(300));
-            conn.shutdown(std::net::Shutdown::Both).unwrap();
-            return None;
-        }
-        let mut answer = String::new();
-        conn.read_to_string(&mut answer).unwrap();
-        answer.lines().next().map(str::to_owned)
-    }
-
-    /// Files of the server outside the bucket that are not metadata: its temp files.
-    fn temp_files(&self) -> Vec<String> {
-        std::fs::read_dir(self.root.path())
-            .unwrap()
-            .filter_map(Result::ok)
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(".tmp."))
-            .collect()
-    }
-}
-
-impl Drop for S3Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use s3s::S3Server;
 
 fn key() -> (Symbol, ModelVersion) {
     (

@@ -1,7 +1,9 @@
 //! The PostgreSQL server the store tests run against: `TEST_DATABASE_URL`, else CI's
 //! `postgres://postgres@127.0.0.1:5432/test`. Each test works in a schema of its own, dropped
 //! when its guard goes. Without a reachable server a test skips with a message, unless
-//! `COINSPHERE_REQUIRE_POSTGRES=1` (set by `.ci/run`), where it fails.
+//! `COINSPHERE_REQUIRE_POSTGRES=1` (set by `.ci/run`), where it fails. Each includer (the
+//! store tests, `benches/store.rs`) uses part of it.
+#![allow(dead_code)]
 
 use coinsphere_ml::store::postgres::SchemaName;
 
