@@ -49,6 +49,20 @@ pub fn read_csv(path: &Path) -> Result<Series, CsvError> {
     Ok(Series { symbol, prices })
 }
 
+/// The symbol (file name without extension) and the (first column, close) of each row of the
+/// CSV at `path`, for `coinsphere-ml import`: the first column is the date.
+///
+/// # Errors
+/// As [`read_csv`].
+pub fn read_dated_csv(path: &Path) -> Result<(String, Vec<(String, f64)>), CsvError> {
+    let rows = read_rows(path)?;
+    let symbol = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok((symbol, rows))
+}
+
 /// The (first column, close) of each row of the CSV at `path`; the first column is the date in
 /// the repository's files.
 fn read_rows(path: &Path) -> Result<Vec<(String, f64)>, CsvError> {

@@ -54,6 +54,8 @@ use crate::forecast::lstm::{LstmMetadata, TrainedLstm};
 
 pub mod objects;
 pub mod postgres;
+pub mod predictions;
+pub mod prices;
 
 /// Version of the sidecar layout written; a sidecar with a version outside
 /// [`READABLE_FORMATS`] is treated as missing.
@@ -138,6 +140,11 @@ pub enum StoreEvent {
         version: ModelVersion,
         /// The replica that removed it.
         replica: String,
+    },
+    /// New closes of a symbol were written (`coinsphere-ml import`): cached prices are stale.
+    PricesChanged {
+        /// The symbol.
+        symbol: Symbol,
     },
     /// The subscription was interrupted and is back: events may have been missed, so every
     /// cached model must be checked against the store again.

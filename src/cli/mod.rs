@@ -1,9 +1,10 @@
-//! The command line: `serve`, `train` (one symbol or `--all`), `predict`, `healthcheck` and
-//! `backtest`. Each subcommand is a variant of [`Command`] with a file of its own holding its
+//! The command line: `serve`, `train` (one symbol or `--all`), `predict`, `healthcheck`,
+//! `backtest` and `import`. Each subcommand is a variant of [`Command`] with a file of its own holding its
 //! arguments and its `run`; this file parses, installs the logger and dispatches.
 
 pub mod backtest;
 pub mod healthcheck;
+pub mod import;
 pub mod predict;
 pub mod pretrain;
 pub mod serve;
@@ -47,6 +48,9 @@ pub enum Command {
     Healthcheck(healthcheck::HealthcheckArgs),
     /// Rolling-origin backtest of forecasting models on CSV price histories.
     Backtest(backtest::BacktestArgs),
+    /// Import daily closes from CSV files into the database (for GET /predict/{symbol} and
+    /// the accuracy of the prediction log).
+    Import(import::ImportArgs),
 }
 
 /// Input prices of `train` and `predict`.
@@ -75,6 +79,7 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Predict(args) => predict::run(args),
         Command::Healthcheck(args) => healthcheck::run(&args),
         Command::Backtest(args) => backtest::run(&args),
+        Command::Import(args) => import::run(&args),
     };
     if let Some(buffered) = buffered {
         buffered.flush();

@@ -118,6 +118,9 @@ impl FieldError {
     }
 }
 
+/// `Retry-After` of [`ApiError::DatabaseUnavailable`].
+pub const DATABASE_RETRY_SECS: u64 = 5;
+
 /// Everything the API answers with other than success.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -189,6 +192,15 @@ pub enum ApiError {
     /// training, which goes on.
     #[error("timed out after {secs} s")]
     Timeout { secs: u64, may_train: bool },
+    /// Prices by symbol, the prediction log or accuracy without `DATABASE_URL`: 503.
+    #[error("no database configured")]
+    NoDatabase,
+    /// No closes of the symbol in the database: 404.
+    #[error("no prices for {symbol}")]
+    NoPrices { symbol: Symbol },
+    /// The database did not answer: 503 with `Retry-After`.
+    #[error("database unavailable: {cause}")]
+    DatabaseUnavailable { cause: String },
     /// Not ready (starting or shutting down): 503.
     #[error("not ready: {state}")]
     NotReady { state: &'static str },
@@ -329,6 +341,23 @@ impl ApiError {
                 } else {
                     format!("The request did not finish within {secs} seconds")
                 }),
+            ),
+            Self::NoDatabase => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no_database",
+                json!("No database is configured: prices by symbol, the prediction log and accuracy need DATABASE_URL"),
+            ),
+            Self::NoPrices { symbol } => (
+                StatusCode::NOT_FOUND,
+                "no_prices",
+                json!(format!("No prices for {symbol} in the database")),
+            ),
+            Self::DatabaseUnavailable { .. } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "database_unavailable",
+                json!(format!(
+                    "The database is unavailable; retry in {DATABASE_RETRY_SECS} seconds"
+                )),
             ),
             Self::NotReady { state } => (
                 StatusCode::SERVICE_UNAVAILABLE,

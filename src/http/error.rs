@@ -9,8 +9,10 @@ use crate::registry::TrainingRefusal;
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let Self::Internal(cause) = &self {
-            tracing::error!(%cause, "internal error");
+        match &self {
+            Self::Internal(cause) => tracing::error!(%cause, "internal error"),
+            Self::DatabaseUnavailable { cause } => tracing::warn!(%cause, "database unavailable"),
+            _ => {}
         }
         let (status, code, detail) = self.parts();
         let mut response = (status, axum::Json(ErrorBody { code, detail })).into_response();
@@ -19,6 +21,12 @@ impl IntoResponse for ApiError {
                 response
                     .headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            }
+            Self::DatabaseUnavailable { .. } => {
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(crate::contract::error::DATABASE_RETRY_SECS),
+                );
             }
             Self::Unauthorized
             | Self::TrainingRefused {

@@ -30,15 +30,18 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
-use super::state::OpsState;
+use super::state::{DataState, OpsState};
 use super::{router, AppState, Limits};
 use crate::domain::Symbol;
 use crate::registry::Registry;
 use crate::settings::ops::TrainingMode;
 use crate::settings::Settings;
 use crate::store::objects::ObjectBlobs;
-use crate::store::postgres::PgModelStore;
-use crate::store::{FsModelStore, ModelStore, StoreError};
+use crate::store::postgres::{Database, PgModelStore};
+use crate::store::predictions::PredictionLog;
+use crate::store::prices::{PriceDb, PriceSource};
+use crate::store::{FsModelStore, ModelStore, StoreError, StoreEvent};
+use crate::telemetry::metrics::Metrics;
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -61,15 +64,21 @@ pub enum StartupError {
 }
 
 /// The store the settings ask for: the models directory without `DATABASE_URL`, else
-/// PostgreSQL (migrated), with the weights in the object store of `MODEL_STORE` if set.
-async fn open_store(settings: &Settings) -> Result<Arc<dyn ModelStore>, StartupError> {
+/// PostgreSQL (migrated), with the weights in the object store of `MODEL_STORE` if set; and
+/// with PostgreSQL, its schema and pool for the prices and the prediction log.
+async fn open_store(
+    settings: &Settings,
+) -> Result<(Arc<dyn ModelStore>, Option<Database>), StartupError> {
     let Some(url) = &settings.database_url else {
         if settings.model_store.is_some() {
             return Err(StartupError::Settings(
                 "MODEL_STORE needs DATABASE_URL: the database holds the models' rows".into(),
             ));
         }
-        return Ok(Arc::new(FsModelStore::open(&settings.store.models_dir)?));
+        return Ok((
+            Arc::new(FsModelStore::open(&settings.store.models_dir)?),
+            None,
+        ));
     };
     let url = url.expose().to_owned();
     let schema = settings.database_schema.clone();
@@ -82,18 +91,52 @@ async fn open_store(settings: &Settings) -> Result<Arc<dyn ModelStore>, StartupE
     })
     .await
     .map_err(|e| StartupError::Settings(format!("opening the store panicked: {e}")))??;
-    Ok(Arc::new(store))
+    let database = store.database();
+    Ok((Arc::new(store), Some(database)))
 }
 
-/// Applies the store's change events (from other replicas) to `registry`, for as long as the
-/// registry lives.
-fn subscribe(store: &dyn ModelStore, registry: &Arc<Registry>) {
+/// The price reader and the prediction log on `db` (checking `PRICES_QUERY`).
+async fn open_data(
+    settings: &Settings,
+    db: Database,
+    metrics: Arc<Metrics>,
+) -> Result<Arc<DataState>, StartupError> {
+    let data = settings.data.clone();
+    tokio::task::spawn_blocking(move || {
+        let source = match data.prices_query {
+            Some(query) => PriceSource::Query(query),
+            None => PriceSource::Table,
+        };
+        let ttl = Duration::from_secs(data.prices_cache_secs);
+        let prices = PriceDb::new(db.clone(), source, ttl, Arc::clone(&metrics))?;
+        let log = PredictionLog::start(db.clone(), data.prediction_log_queue.get(), metrics)?;
+        Ok(Arc::new(DataState {
+            db,
+            prices,
+            log,
+            history_days: data.price_history_days.get(),
+        }))
+    })
+    .await
+    .map_err(|e| StartupError::Settings(format!("opening the database panicked: {e}")))?
+}
+
+/// Applies the store's change events (from other replicas) to `registry`, and price changes to
+/// the price cache, for as long as the registry lives.
+fn subscribe(store: &dyn ModelStore, registry: &Arc<Registry>, data: Option<Arc<DataState>>) {
     let weak = Arc::downgrade(registry);
     let runtime = tokio::runtime::Handle::current();
     let listening = store.subscribe(Box::new(move |event| {
         let Some(registry) = weak.upgrade() else {
             return false;
         };
+        if let Some(data) = &data {
+            match &event {
+                Some(StoreEvent::PricesChanged { symbol }) => data.prices.invalidate(symbol),
+                Some(StoreEvent::Resync) => data.prices.invalidate_all(),
+                _ => {}
+            }
+        }
         if let Some(event) = event {
             let _entered = runtime.enter();
             registry.apply_store_event(event);
@@ -138,14 +181,19 @@ impl Application {
             max_connections: fit_file_limit(settings.max_connections.get()),
             header_read_timeout: Duration::from_secs(settings.header_read_timeout_secs.get()),
         };
-        let store = open_store(&settings).await?;
+        let (store, database) = open_store(&settings).await?;
         let registry = Registry::new(settings.registry_config(), Arc::clone(&store));
-        subscribe(store.as_ref(), &registry);
+        let data = match database {
+            Some(db) => Some(open_data(&settings, db, Arc::clone(registry.metrics())).await?),
+            None => None,
+        };
+        subscribe(store.as_ref(), &registry, data.clone());
         let state = AppState {
             registry,
             limits: Arc::new(Limits::from_settings(&settings)),
             started: Instant::now(),
             ops: Arc::new(OpsState::new(&settings.ops)),
+            data,
         };
         let addr = SocketAddr::new(settings.host, settings.port);
         let listener = TcpListener::bind(addr)

@@ -12,6 +12,9 @@ use super::AppState;
 use crate::domain::{PriceSeries, Symbol};
 use crate::registry::retrain::Retrainer;
 use crate::settings::ops::{ApiKeys, OpsSettings, TrainingMode};
+use crate::store::postgres::Database;
+use crate::store::predictions::{PredictionLog, PredictionRecord};
+use crate::store::prices::PriceDb;
 
 /// Where the service is in its life, for `GET /health/ready`.
 #[derive(Debug, Default)]
@@ -47,6 +50,19 @@ impl Readiness {
     pub fn is_ready(&self) -> bool {
         self.0.load(Ordering::SeqCst) == READY
     }
+}
+
+/// With `DATABASE_URL`: the closes by symbol and the prediction log.
+#[derive(Debug)]
+pub struct DataState {
+    /// The service's schema and connections.
+    pub db: Database,
+    /// Closes by symbol, cached.
+    pub prices: PriceDb,
+    /// Every served forecast, written in the background.
+    pub log: PredictionLog,
+    /// Closes read for a forecast by symbol (`PRICE_HISTORY_DAYS`).
+    pub history_days: usize,
 }
 
 /// What the operations endpoints and middleware share.
@@ -116,6 +132,44 @@ pub fn record_prediction(
     metrics
         .prediction_seconds
         .observe(&[model], elapsed.as_secs_f64());
+}
+
+/// Hands a served forecast to the prediction log (with a database; never blocks). `base_day`
+/// is the day of the history's last price.
+pub fn log_prediction(
+    state: &AppState,
+    answer: &crate::contract::PredictResponse,
+    base_day: crate::store::prices::Day,
+) {
+    let (Some(data), Some(last)) = (&state.data, answer.forecast.last()) else {
+        return;
+    };
+    let Ok(symbol) = Symbol::parse(&answer.symbol) else {
+        return;
+    };
+    let generation = if answer.model.name == "lstm" {
+        state.registry.generation(&symbol)
+    } else {
+        None
+    };
+    let horizon = u32::try_from(answer.days_ahead).unwrap_or(u32::MAX);
+    data.log.record(PredictionRecord {
+        symbol,
+        model: answer.model.name.clone(),
+        label: answer.model.label.clone(),
+        model_version: answer.model.version.clone(),
+        generation,
+        horizon,
+        predicted: answer.predicted_price,
+        lower: last.lower,
+        upper: last.upper,
+        level: answer.level,
+        confidence: answer.confidence,
+        current_price: answer.current_price,
+        served_at: crate::store::predictions::now_secs(),
+        base_day,
+        target_day: base_day.saturating_add(i32::try_from(horizon).unwrap_or(i32::MAX)),
+    });
 }
 
 /// After a successful forecast: retrains `symbol`'s model in the background if it is stale.

@@ -310,6 +310,11 @@ impl Registry {
             .collect()
     }
 
+    /// The published generation of `symbol`'s model in memory, if its store numbers them.
+    pub fn generation(&self, symbol: &Symbol) -> Option<u64> {
+        lock(&self.generations).get(&self.key(symbol)).copied()
+    }
+
     /// Records the generation of the model of `key` now going into memory (`None`: unknown,
     /// or the model leaves memory).
     fn remember(&self, key: &ModelKey, generation: Option<u64>) {
@@ -353,6 +358,7 @@ impl Registry {
                 }
                 ("purged", ModelKey { symbol, version })
             }
+            StoreEvent::PricesChanged { .. } => return,
             StoreEvent::Resync => {
                 self.metrics.store_events.inc(&["resync"]);
                 let keys: Vec<ModelKey> =

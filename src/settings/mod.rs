@@ -25,6 +25,12 @@ pub mod defaults {
     pub const MODEL_VERSION: &str = "v1.0.0";
     /// `TRAINING_BATCH_SIZE` (SPEC section 3).
     pub const TRAINING_BATCH_SIZE: usize = 32;
+    /// `PRICES_CACHE_SECS`.
+    pub const PRICES_CACHE_SECS: u64 = 60;
+    /// `PRICE_HISTORY_DAYS`: what the LSTM trains on (SPEC's 1,000-price model).
+    pub const PRICE_HISTORY_DAYS: usize = 1_000;
+    /// `PREDICTION_LOG_QUEUE`.
+    pub const PREDICTION_LOG_QUEUE: usize = crate::store::predictions::QUEUE_CAPACITY;
     /// `TRAINING_EPOCHS` (SPEC section 3).
     pub const TRAINING_EPOCHS: usize = 50;
     /// `MAX_DAYS_AHEAD` (SPEC section 2).
@@ -120,6 +126,38 @@ pub struct InferenceSettings {
     pub lstm_precision: Precision,
 }
 
+/// Prices by symbol and the prediction log, with `DATABASE_URL`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct DataSettings {
+    /// SQL reading one symbol's daily closes: first column the day (a date), second the close,
+    /// the symbol as $1 (for example `SELECT date, close FROM price_data WHERE symbol = $1`).
+    /// Default: the service's own `prices` table, which `coinsphere-ml import` fills.
+    #[arg(long, env = "PRICES_QUERY")]
+    pub prices_query: Option<String>,
+    /// Seconds a symbol's closes read from the database are reused; an import drops them at
+    /// once on every replica.
+    #[arg(long, env = "PRICES_CACHE_SECS", default_value_t = defaults::PRICES_CACHE_SECS)]
+    pub prices_cache_secs: u64,
+    /// Closes read for a forecast by symbol (`GET /predict/{symbol}`): the last N days.
+    #[arg(long, env = "PRICE_HISTORY_DAYS", default_value_t = nz(defaults::PRICE_HISTORY_DAYS))]
+    pub price_history_days: NonZeroUsize,
+    /// Served forecasts the prediction log holds while the database is slow or away; beyond,
+    /// records are dropped and counted (`ml_prediction_log_total`).
+    #[arg(long, env = "PREDICTION_LOG_QUEUE", default_value_t = nz(defaults::PREDICTION_LOG_QUEUE))]
+    pub prediction_log_queue: NonZeroUsize,
+}
+
+impl Default for DataSettings {
+    fn default() -> Self {
+        Self {
+            prices_query: None,
+            prices_cache_secs: defaults::PRICES_CACHE_SECS,
+            price_history_days: nz(defaults::PRICE_HISTORY_DAYS),
+            prediction_log_queue: nz(defaults::PREDICTION_LOG_QUEUE),
+        }
+    }
+}
+
 /// The settings of `coinsphere-ml serve`.
 #[derive(Clone, Debug, clap::Args)]
 pub struct Settings {
@@ -185,6 +223,9 @@ pub struct Settings {
     /// (default: host name and process id).
     #[arg(long, env = "REPLICA_ID")]
     pub replica_id: Option<String>,
+    /// Prices by symbol and the prediction log (with DATABASE_URL).
+    #[command(flatten)]
+    pub data: DataSettings,
     /// Warm-up, retraining, batch, access control, CORS and timeouts.
     #[command(flatten)]
     pub ops: ops::OpsSettings,
@@ -274,6 +315,7 @@ impl Default for Settings {
             .expect("the default schema name is valid"),
             model_store: None,
             replica_id: None,
+            data: DataSettings::default(),
             ops: ops::OpsSettings::default(),
         }
     }

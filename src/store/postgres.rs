@@ -56,10 +56,11 @@ const READ_ATTEMPTS: usize = 3;
 
 /// The embedded migrations, applied in order, each once, inside the service's schema (`{s}`
 /// stands for it). Never edit one that has shipped: add the next.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "models",
-    "CREATE SEQUENCE {s}.model_generation;
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "models",
+        "CREATE SEQUENCE {s}.model_generation;
      CREATE TABLE {s}.models (
          symbol        text        NOT NULL,
          model_version text        NOT NULL,
@@ -75,7 +76,87 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[(
          PRIMARY KEY (symbol, model_version),
          CHECK ((weights IS NULL) <> (object_key IS NULL))
      );",
-)];
+    ),
+    (
+        2,
+        "prices",
+        "CREATE TABLE {s}.prices (
+             symbol text             NOT NULL,
+             day    date             NOT NULL,
+             close  double precision NOT NULL CHECK (close > 0 AND close < 'Infinity'),
+             PRIMARY KEY (symbol, day)
+         );",
+    ),
+    (
+        3,
+        "predictions",
+        "CREATE TABLE {s}.predictions (
+             id            bigserial        PRIMARY KEY,
+             symbol        text             NOT NULL,
+             model         text             NOT NULL,
+             label         text             NOT NULL,
+             model_version text             NOT NULL,
+             generation    bigint,
+             horizon       integer          NOT NULL CHECK (horizon > 0),
+             predicted     double precision NOT NULL,
+             lower         double precision NOT NULL,
+             upper         double precision NOT NULL,
+             level         double precision NOT NULL,
+             confidence    double precision NOT NULL,
+             current_price double precision NOT NULL,
+             served_at     timestamptz      NOT NULL,
+             base_day      date             NOT NULL,
+             target_day    date             NOT NULL,
+             replica       text             NOT NULL
+         );
+         CREATE INDEX predictions_symbol_target ON {s}.predictions (symbol, target_day);",
+    ),
+];
+
+/// The service's schema on a PostgreSQL server, with a pool of connections: what the price
+/// reader and the prediction log share with the model store ([`PgModelStore::database`]).
+#[derive(Clone)]
+pub struct Database {
+    pool: OffRuntime<Pool>,
+    schema: SchemaName,
+    replica: String,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Database")
+            .field("schema", &self.schema)
+            .field("replica", &self.replica)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Database {
+    /// The schema the service owns.
+    pub fn schema(&self) -> &SchemaName {
+        &self.schema
+    }
+
+    /// The replica id recorded with what this process writes.
+    pub fn replica(&self) -> &str {
+        &self.replica
+    }
+
+    /// A pooled connection. Blocking: call it off the async runtime.
+    ///
+    /// # Errors
+    /// [`StoreError::Database`] when none can be had within the connect timeout.
+    pub fn client(
+        &self,
+    ) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StoreError> {
+        self.pool.get().map_err(db)
+    }
+
+    /// The channel of the service's notifications (models and prices).
+    pub fn channel(&self) -> String {
+        format!("{}_models", self.schema)
+    }
+}
 
 /// A schema name that is safe to write into SQL: a lower-case identifier.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,6 +208,7 @@ impl std::fmt::Display for SchemaName {
 struct Notice {
     event: String,
     symbol: String,
+    #[serde(default)]
     model_version: String,
     #[serde(default)]
     generation: Option<i64>,
@@ -249,6 +331,15 @@ impl PgModelStore {
     /// The replica id recorded with this process's publications.
     pub fn replica(&self) -> &str {
         &self.replica
+    }
+
+    /// The schema and connection pool, for the prices and the prediction log.
+    pub fn database(&self) -> Database {
+        Database {
+            pool: self.pool.clone(),
+            schema: self.schema.clone(),
+            replica: self.replica.clone(),
+        }
     }
 
     fn client(
@@ -643,6 +734,9 @@ fn parse_notice(payload: &str) -> Option<StoreEvent> {
         .map_err(|e| tracing::warn!(error = %e, payload, "unreadable model store notification"))
         .ok()?;
     let symbol = Symbol::parse(&notice.symbol).ok()?;
+    if notice.event == "prices" {
+        return Some(StoreEvent::PricesChanged { symbol });
+    }
     let version = ModelVersion::parse(&notice.model_version).ok()?;
     match (notice.event.as_str(), notice.generation) {
         ("published", Some(generation)) => Some(StoreEvent::Published {
@@ -693,6 +787,13 @@ mod tests {
                 version: ModelVersion::parse("v1.0.0").unwrap(),
                 generation: 7,
                 replica: "r1".into(),
+            })
+        );
+        let prices = r#"{"event":"prices","symbol":"sol","replica":"import"}"#;
+        assert_eq!(
+            parse_notice(prices),
+            Some(StoreEvent::PricesChanged {
+                symbol: Symbol::parse("SOL").unwrap()
             })
         );
         let purged = r#"{"event":"purged","symbol":"ETH","model_version":"v1","replica":"r2"}"#;

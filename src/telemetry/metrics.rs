@@ -110,6 +110,13 @@ impl CounterVec {
         });
     }
 
+    /// Adds `n` to the series with these label values.
+    pub fn inc_by(&self, values: &[&str], n: u64) {
+        self.with(values, |c| {
+            c.inc_by(n);
+        });
+    }
+
     /// The value of one series (0 if never incremented).
     pub fn get(&self, values: &[&str]) -> u64 {
         self.family
@@ -218,6 +225,13 @@ pub struct Metrics {
     /// `ml_model_generation{symbol}`: the generation of each model in memory (stores that
     /// number them); a symbol's series goes when its model leaves memory.
     pub generations: Family<Vec<(String, String)>, Gauge<f64, AtomicU64>>,
+    /// `ml_prediction_log_total{outcome}`: served forecasts `written` to the prediction log,
+    /// dropped because its queue was full (`dropped_queue_full`) or after failed writes
+    /// (`dropped_write_failed`), and failed write attempts (`write_error`).
+    pub prediction_log: CounterVec,
+    /// `ml_price_reads_total{source}`: closes by symbol answered from the `cache` or read from
+    /// the `database`.
+    pub price_reads: CounterVec,
 }
 
 impl Metrics {
@@ -333,6 +347,20 @@ impl Metrics {
             &["route"],
             Family::new_with_constructor(latency_histogram),
         );
+        let prediction_log = CounterVec::register(
+            &mut registry,
+            "ml_prediction_log",
+            "Served forecasts written to the prediction log or dropped (queue full, writes failed), and failed write attempts.",
+            &["outcome"],
+            Family::default(),
+        );
+        let price_reads = CounterVec::register(
+            &mut registry,
+            "ml_price_reads",
+            "Closes by symbol answered from the cache or read from the database.",
+            &["source"],
+            Family::default(),
+        );
         registry.register_collector(Box::new(process::ProcessCollector::new()));
         Self {
             registry,
@@ -346,6 +374,8 @@ impl Metrics {
             http_seconds,
             store_events,
             generations,
+            prediction_log,
+            price_reads,
         }
     }
 

@@ -347,3 +347,22 @@ async fn shutdown_lets_in_flight_requests_finish() {
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn without_a_database_prices_by_symbol_and_accuracy_say_so() {
+    let app = spawn_app().await;
+    for path in ["/predict/BTC?days_ahead=3", "/accuracy", "/accuracy/BTC"] {
+        let (status, body) = status_json(app.get(path).await).await;
+        assert_eq!(status, 503, "{path}: {body}");
+        assert_eq!(body["code"], "no_database", "{path}");
+        assert_eq!(
+            body["detail"],
+            "No database is configured: prices by symbol, the prediction log and accuracy need DATABASE_URL"
+        );
+    }
+    // The symbol is checked first: a bad one is the usual 422.
+    let (status, _) = status_json(app.get("/predict/..%2Fetc").await).await;
+    assert_eq!(status, 422);
+    let (status, _) = status_json(app.get("/accuracy/BTC?from=yesterday").await).await;
+    assert_eq!(status, 422);
+}

@@ -1,6 +1,7 @@
 //! One file per resource, each with a `router()` of its routes, documented where they are
 //! declared (`#[utoipa::path]`); [`api`] merges them into one router and one OpenAPI document.
 
+pub mod accuracy;
 pub mod backtest;
 pub mod batch;
 pub mod docs;
@@ -31,4 +32,5 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(training::router())
         .merge(probes::router())
         .merge(metrics::router())
+        .merge(accuracy::router())
 }

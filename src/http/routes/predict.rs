@@ -6,8 +6,8 @@
 
 use std::time::Instant;
 
-use axum::extract::rejection::QueryRejection;
-use axum::extract::{Query, State};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
@@ -22,21 +22,27 @@ use super::responses::{QueueFull, TooLarge};
 use crate::contract::{one_of_strings, PredictResponse};
 use crate::domain::{Horizon, PriceSeries, Symbol};
 use crate::forecast::intervals::forecast_with_intervals;
+use crate::forecast::intervals::DEFAULT_LEVEL;
 use crate::forecast::{model_by_name, ForecastError, MODEL_NAMES, STATS_MODEL_VERSION};
-use crate::http::body::dto::PredictRequest;
+use crate::http::body::dto::{PredictRequest, DEFAULT_DAYS_AHEAD, DEFAULT_MODEL};
 use crate::http::body::extract::ApiJson;
-use crate::http::body::schema::parameter;
+use crate::http::body::schema::{parameter, SymbolPath};
 use crate::http::error::{ApiError, ErrorBody};
 use crate::http::middleware::auth::training_permission;
 use crate::http::middleware::logging::RequestSymbol;
 use crate::http::state;
-use crate::http::{check_level, check_model, check_prices, check_symbol, value_error, AppState};
+use crate::http::{
+    check_level, check_model, check_prices, check_symbol, path_symbol, value_error, AppState,
+};
 use crate::registry::{TrainingPermission, MIN_FORECAST_PRICES};
+use crate::store::prices::{today, Day};
 use crate::telemetry::error_chain;
 
 /// Routes of this resource.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(predict_price))
+    OpenApiRouter::new()
+        .routes(routes!(predict_price))
+        .routes(routes!(predict_by_symbol))
 }
 
 /// `?format=svg` (or `json`, the default).
@@ -139,6 +145,74 @@ async fn predict_price(
     Ok(([(axum::http::header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
 }
 
+/// `?days_ahead=&model=&interval_level=` of `GET /predict/{symbol}`: the fields of the POST
+/// body other than the prices.
+#[derive(Debug, Default, serde::Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PredictBySymbolQuery {
+    /// Steps ahead (default 7, at most MAX_DAYS_AHEAD).
+    #[param(minimum = 1)]
+    days_ahead: Option<i64>,
+    /// The model (default lstm), as in POST /predict.
+    model: Option<String>,
+    /// Level of the intervals, strictly between 0 and 1 (default 0.8).
+    interval_level: Option<f64>,
+}
+
+/// Forecast a symbol from the closes stored in the database.
+///
+/// Reads the symbol's last PRICE_HISTORY_DAYS daily closes from PostgreSQL (the `prices`
+/// table that `coinsphere-ml import` fills, or PRICES_QUERY) and answers exactly as
+/// POST /predict does with them. Needs DATABASE_URL.
+#[utoipa::path(get, path = "/predict/{symbol}", params(SymbolPath, PredictBySymbolQuery), responses(
+    (status = 200, description = "The forecast", body = PredictResponse),
+    (status = 400, description = "Fewer than 60 closes stored", body = ErrorBody),
+    (status = 401, description = "Model lstm only, TRAINING_MODE=authenticated: no stored model, and no API key to train one", body = ErrorBody),
+    (status = 403, description = "Model lstm only, TRAINING_MODE=authenticated: no stored model, and a wrong API key", body = ErrorBody),
+    (status = 404, description = "No closes of the symbol in the database (`no_prices`), or, for lstm, no stored model and fewer than 200 closes", body = ErrorBody),
+    (status = 422, description = "An invalid symbol or query parameter", body = ErrorBody),
+    (status = 503, description = "No database configured (`no_database`), the database unavailable (`database_unavailable`, with Retry-After), or the training queue full", body = ErrorBody),
+))]
+async fn predict_by_symbol(
+    State(state): State<AppState>,
+    Extension(logged): Extension<RequestSymbol>,
+    path: Result<Path<String>, PathRejection>,
+    query: Result<Query<PredictBySymbolQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Json<PredictResponse>, ApiError> {
+    let permission = training_permission(&state, &headers);
+    let symbol = path_symbol(path, &logged)?;
+    let Ok(Query(query)) = query else {
+        return Err(ApiError::Validation(vec![value_error(
+            vec![json!("query")],
+            "days_ahead must be an integer, interval_level a number",
+        )]));
+    };
+    let Some(data) = state.data.clone() else {
+        return Err(ApiError::NoDatabase);
+    };
+    let (sym, limit) = (symbol.clone(), data.history_days);
+    let closes = tokio::task::spawn_blocking(move || data.prices.closes(&sym, limit))
+        .await
+        .map_err(|e| ApiError::Internal(format!("price task failed: {e}")))?
+        .map_err(|e| ApiError::DatabaseUnavailable {
+            cause: e.to_string(),
+        })?;
+    let Some(&base_day) = closes.days.last() else {
+        return Err(ApiError::NoPrices { symbol });
+    };
+    let request = PredictRequest {
+        symbol: symbol.as_str().to_owned(),
+        historical_prices: closes.closes.clone(),
+        days_ahead: query.days_ahead.unwrap_or(DEFAULT_DAYS_AHEAD),
+        model: query.model.unwrap_or_else(|| DEFAULT_MODEL.to_owned()),
+        interval_level: query.interval_level.unwrap_or(DEFAULT_LEVEL),
+    };
+    predict_on(&state, request, Some(&logged), permission, base_day)
+        .await
+        .map(Json)
+}
+
 /// Validates and answers one predict request: the logic of `POST /predict`, shared with
 /// `POST /predict-batch`. Records the prediction metrics and, when `MODEL_MAX_AGE` is set and
 /// `permission` allows training from the request's prices, may start a background retraining
@@ -152,6 +226,19 @@ pub async fn predict(
     logged: Option<&RequestSymbol>,
     permission: TrainingPermission,
 ) -> Result<PredictResponse, ApiError> {
+    // Posted prices carry no dates: the last one is taken to be today's (UTC).
+    predict_on(state, request, logged, permission, today()).await
+}
+
+/// [`predict`] of a history whose last price is of `base_day`; a served forecast goes to the
+/// prediction log.
+async fn predict_on(
+    state: &AppState,
+    request: PredictRequest,
+    logged: Option<&RequestSymbol>,
+    permission: TrainingPermission,
+    base_day: Day,
+) -> Result<PredictResponse, ApiError> {
     let started = Instant::now();
     let mut symbol = None;
     let model = MODEL_NAMES
@@ -161,6 +248,9 @@ pub async fn predict(
         .unwrap_or("_invalid");
     let result = validate_and_forecast(state, request, logged, permission, &mut symbol).await;
     state::record_prediction(state, symbol.as_ref(), model, &result, started.elapsed());
+    if let Ok(answer) = &result {
+        state::log_prediction(state, answer, base_day);
+    }
     result
 }
 

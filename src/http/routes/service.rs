@@ -59,6 +59,9 @@ async fn describe_service() -> Json<ServiceInfo> {
             ("/metrics", "GET: Prometheus metrics"),
             ("/openapi.json", "GET: OpenAPI 3.1 description of this API"),
             ("/docs", "GET: API documentation (works offline)"),
+            ("/predict/{symbol}", "GET: forecast a symbol from the closes stored in the database (needs DATABASE_URL)"),
+            ("/accuracy", "GET: live accuracy of the served forecasts, every symbol (needs DATABASE_URL)"),
+            ("/accuracy/{symbol}", "GET: live accuracy of a symbol's served forecasts: MAE, MAPE, MASE, coverage, direction (needs DATABASE_URL)"),
         ]),
     })
 }
