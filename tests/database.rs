@@ -174,6 +174,16 @@ fn a_served_forecast_is_scored_once_its_day_is_imported() {
         assert_eq!(all["symbols"][0]["symbol"], "BTC", "{all}");
         let (status, _) = get(&client, format!("{}/predict/NOPE", replica.base)).await;
         assert_eq!(status, 404);
+        // POST /predict without prices takes the stored closes too (now 401 of them).
+        let answer = client
+            .post(format!("{}/predict", replica.base))
+            .json(&json!({"symbol": "btc", "model": "naive", "days_ahead": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        let body: Value = answer.json().await.unwrap();
+        assert_eq!(body["current_price"].as_f64().unwrap(), actual, "{body}");
     });
 }
 

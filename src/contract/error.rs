@@ -192,7 +192,8 @@ pub enum ApiError {
     /// training, which goes on.
     #[error("timed out after {secs} s")]
     Timeout { secs: u64, may_train: bool },
-    /// Prices by symbol, the prediction log or accuracy without `DATABASE_URL`: 503.
+    /// Prices by symbol, the prediction log or accuracy without `DATABASE_URL`: 404, not 503
+    /// (retrying never helps: this server has no such resource).
     #[error("no database configured")]
     NoDatabase,
     /// No closes of the symbol in the database: 404.
@@ -343,7 +344,7 @@ impl ApiError {
                 }),
             ),
             Self::NoDatabase => (
-                StatusCode::SERVICE_UNAVAILABLE,
+                StatusCode::NOT_FOUND,
                 "no_database",
                 json!("No database is configured: prices by symbol, the prediction log and accuracy need DATABASE_URL"),
             ),

@@ -353,7 +353,7 @@ async fn without_a_database_prices_by_symbol_and_accuracy_say_so() {
     let app = spawn_app().await;
     for path in ["/predict/BTC?days_ahead=3", "/accuracy", "/accuracy/BTC"] {
         let (status, body) = status_json(app.get(path).await).await;
-        assert_eq!(status, 503, "{path}: {body}");
+        assert_eq!(status, 404, "{path}: {body}");
         assert_eq!(body["code"], "no_database", "{path}");
         assert_eq!(
             body["detail"],
@@ -365,4 +365,13 @@ async fn without_a_database_prices_by_symbol_and_accuracy_say_so() {
     assert_eq!(status, 422);
     let (status, _) = status_json(app.get("/accuracy/BTC?from=yesterday").await).await;
     assert_eq!(status, 422);
+    // Without a database, POST /predict still needs its prices (FastAPI's missing field).
+    let (status, body) =
+        status_json(app.post_json("/predict", &json!({"symbol": "BTC"})).await).await;
+    assert_eq!(status, 422);
+    assert_eq!(
+        body["detail"][0]["loc"],
+        json!(["body", "historical_prices"])
+    );
+    assert_eq!(body["detail"][0]["type"], "missing");
 }

@@ -8,6 +8,7 @@ use super::fastjson::{self, Field};
 use super::schema;
 use crate::forecast::intervals::DEFAULT_LEVEL;
 use crate::http::error::FieldError;
+use crate::http::AppState;
 
 /// Default `days_ahead` of `/predict`.
 pub const DEFAULT_DAYS_AHEAD: i64 = 7;
@@ -26,7 +27,8 @@ pub struct PredictRequest {
     /// Raw symbol.
     #[schema(schema_with = schema::symbol)]
     pub symbol: String,
-    /// Prices, oldest first.
+    /// Prices, oldest first. On a server with a database (`POST /predict` only) they may be
+    /// left out: the symbol's stored closes are used.
     #[schema(schema_with = schema::forecast_prices)]
     pub historical_prices: Vec<f64>,
     /// Steps ahead; 7 when absent (at most MAX_DAYS_AHEAD).
@@ -41,6 +43,11 @@ pub struct PredictRequest {
     #[serde(default = "default_level")]
     #[schema(schema_with = schema::level)]
     pub interval_level: f64,
+    /// `POST /predict` without `historical_prices` on a server with a database: the prices
+    /// are the symbol's stored closes (`historical_prices` is empty until they are read).
+    #[serde(skip)]
+    #[schema(ignore)]
+    pub prices_from_database: bool,
 }
 
 fn default_days_ahead() -> i64 {
@@ -74,7 +81,23 @@ impl FromJson for PredictRequest {
             days_ahead: days_ahead.expect("checked by finish"),
             model: model.expect("checked by finish"),
             interval_level: interval_level.expect("checked by finish"),
+            prices_from_database: false,
         })
+    }
+
+    fn from_json_in(value: &Value, state: &AppState) -> Result<Self, Vec<FieldError>> {
+        let omitted = value
+            .as_object()
+            .is_some_and(|o| !o.contains_key("historical_prices"));
+        if !(omitted && state.data.is_some()) {
+            return Self::from_json(value);
+        }
+        // With a database the prices may be left out: read every other field as usual.
+        let mut with_prices = value.clone();
+        with_prices["historical_prices"] = Value::Array(Vec::new());
+        let mut request = Self::from_json(&with_prices)?;
+        request.prices_from_database = true;
+        Ok(request)
     }
 }
 
@@ -94,6 +117,7 @@ impl PredictRequest {
             days_ahead: days.unwrap_or(DEFAULT_DAYS_AHEAD),
             model: model.unwrap_or_else(default_model),
             interval_level: level.unwrap_or(DEFAULT_LEVEL),
+            prices_from_database: false,
         })
     }
 }

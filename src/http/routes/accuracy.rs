@@ -96,8 +96,9 @@ pub struct AllAccuracy {
 /// earned (1 - MAPE) next to the confidence served. Overall and by (model, horizon).
 #[utoipa::path(get, path = "/accuracy/{symbol}", params(SymbolPath, AccuracyQuery), responses(
     (status = 200, description = "The scores (count 0 when nothing can be scored yet)", body = AccuracyReport),
+    (status = 404, description = "No database configured (`no_database`)", body = ErrorBody),
     (status = 422, description = "An invalid symbol or query parameter", body = ErrorBody),
-    (status = 503, description = "No database configured (`no_database`) or the database unavailable (`database_unavailable`)", body = ErrorBody),
+    (status = 503, description = "The database unavailable (`database_unavailable`, with Retry-After)", body = ErrorBody),
 ))]
 async fn symbol_accuracy(
     State(state): State<AppState>,
@@ -118,8 +119,9 @@ async fn symbol_accuracy(
 /// GET /accuracy/{symbol} for each symbol with logged predictions.
 #[utoipa::path(get, path = "/accuracy", params(AccuracyQuery), responses(
     (status = 200, description = "One report per symbol", body = AllAccuracy),
+    (status = 404, description = "No database configured (`no_database`)", body = ErrorBody),
     (status = 422, description = "An invalid query parameter", body = ErrorBody),
-    (status = 503, description = "No database configured (`no_database`) or the database unavailable (`database_unavailable`)", body = ErrorBody),
+    (status = 503, description = "The database unavailable (`database_unavailable`, with Retry-After)", body = ErrorBody),
 ))]
 async fn all_accuracy(
     State(state): State<AppState>,

@@ -126,8 +126,9 @@ async fn predict_price(
             .await
             .map(|r| Json(r).into_response());
     }
+    let (request, base_day) = resolve_prices(&state, request).await?;
     let history = request.historical_prices.clone();
-    let answer = predict(&state, request, Some(&logged), permission).await?;
+    let answer = predict_on(&state, request, Some(&logged), permission, base_day).await?;
     let title = format!("{}: {} days ahead", answer.symbol, answer.days_ahead);
     let svg = tokio::task::spawn_blocking(move || {
         crate::chart::forecast_svg(
@@ -169,9 +170,9 @@ pub struct PredictBySymbolQuery {
     (status = 400, description = "Fewer than 60 closes stored", body = ErrorBody),
     (status = 401, description = "Model lstm only, TRAINING_MODE=authenticated: no stored model, and no API key to train one", body = ErrorBody),
     (status = 403, description = "Model lstm only, TRAINING_MODE=authenticated: no stored model, and a wrong API key", body = ErrorBody),
-    (status = 404, description = "No closes of the symbol in the database (`no_prices`), or, for lstm, no stored model and fewer than 200 closes", body = ErrorBody),
+    (status = 404, description = "No database configured (`no_database`), no closes of the symbol in the database (`no_prices`), or, for lstm, no stored model and fewer than 200 closes", body = ErrorBody),
     (status = 422, description = "An invalid symbol or query parameter", body = ErrorBody),
-    (status = 503, description = "No database configured (`no_database`), the database unavailable (`database_unavailable`, with Retry-After), or the training queue full", body = ErrorBody),
+    (status = 503, description = "The database unavailable (`database_unavailable`, with Retry-After), or the training queue full", body = ErrorBody),
 ))]
 async fn predict_by_symbol(
     State(state): State<AppState>,
@@ -188,6 +189,25 @@ async fn predict_by_symbol(
             "days_ahead must be an integer, interval_level a number",
         )]));
     };
+    let (closes, base_day) = stored_closes(&state, &symbol).await?;
+    let request = PredictRequest {
+        symbol: symbol.as_str().to_owned(),
+        historical_prices: closes,
+        days_ahead: query.days_ahead.unwrap_or(DEFAULT_DAYS_AHEAD),
+        model: query.model.unwrap_or_else(|| DEFAULT_MODEL.to_owned()),
+        interval_level: query.interval_level.unwrap_or(DEFAULT_LEVEL),
+        prices_from_database: false,
+    };
+    predict_on(&state, request, Some(&logged), permission, base_day)
+        .await
+        .map(Json)
+}
+
+/// The last `PRICE_HISTORY_DAYS` stored closes of `symbol` and the day of the last one.
+///
+/// # Errors
+/// [`ApiError::NoDatabase`], [`ApiError::DatabaseUnavailable`], or [`ApiError::NoPrices`].
+async fn stored_closes(state: &AppState, symbol: &Symbol) -> Result<(Vec<f64>, Day), ApiError> {
     let Some(data) = state.data.clone() else {
         return Err(ApiError::NoDatabase);
     };
@@ -198,19 +218,12 @@ async fn predict_by_symbol(
         .map_err(|e| ApiError::DatabaseUnavailable {
             cause: e.to_string(),
         })?;
-    let Some(&base_day) = closes.days.last() else {
-        return Err(ApiError::NoPrices { symbol });
-    };
-    let request = PredictRequest {
-        symbol: symbol.as_str().to_owned(),
-        historical_prices: closes.closes.clone(),
-        days_ahead: query.days_ahead.unwrap_or(DEFAULT_DAYS_AHEAD),
-        model: query.model.unwrap_or_else(|| DEFAULT_MODEL.to_owned()),
-        interval_level: query.interval_level.unwrap_or(DEFAULT_LEVEL),
-    };
-    predict_on(&state, request, Some(&logged), permission, base_day)
-        .await
-        .map(Json)
+    match closes.days.last() {
+        Some(&day) => Ok((closes.closes.clone(), day)),
+        None => Err(ApiError::NoPrices {
+            symbol: symbol.clone(),
+        }),
+    }
 }
 
 /// Validates and answers one predict request: the logic of `POST /predict`, shared with
@@ -226,8 +239,30 @@ pub async fn predict(
     logged: Option<&RequestSymbol>,
     permission: TrainingPermission,
 ) -> Result<PredictResponse, ApiError> {
-    // Posted prices carry no dates: the last one is taken to be today's (UTC).
-    predict_on(state, request, logged, permission, today()).await
+    let (request, base_day) = resolve_prices(state, request).await?;
+    predict_on(state, request, logged, permission, base_day).await
+}
+
+/// The request with its prices, and the day of the last one: posted prices carry no dates,
+/// so the last is taken to be today's (UTC); left out (with a database), they are the
+/// symbol's stored closes.
+async fn resolve_prices(
+    state: &AppState,
+    request: PredictRequest,
+) -> Result<(PredictRequest, Day), ApiError> {
+    if !request.prices_from_database {
+        return Ok((request, today()));
+    }
+    let symbol = Symbol::parse(&request.symbol).map_err(|e| {
+        ApiError::Validation(vec![value_error(vec![json!("body"), json!("symbol")], e)])
+    })?;
+    let (closes, base_day) = stored_closes(state, &symbol).await?;
+    let request = PredictRequest {
+        historical_prices: closes,
+        prices_from_database: false,
+        ..request
+    };
+    Ok((request, base_day))
 }
 
 /// [`predict`] of a history whose last price is of `base_day`; a served forecast goes to the
