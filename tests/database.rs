@@ -170,6 +170,19 @@ fn a_served_forecast_is_scored_once_its_day_is_imported() {
         assert_eq!(overall["direction_count"], 0);
         assert_eq!(report["groups"][0]["model"], "naive");
         assert_eq!(report["groups"][0]["horizon"], 1);
+        // Filters: by model, horizon and served day (today, UTC, is when it was served).
+        let today = chrono::Utc::now().format("%Y-%m-%d");
+        for (query, count) in [
+            ("model=naive&horizon=1".to_owned(), 1),
+            ("model=theta".to_owned(), 0),
+            ("horizon=7".to_owned(), 0),
+            (format!("from={today}&to={today}"), 1),
+            ("to=2020-01-01".to_owned(), 0),
+        ] {
+            let (status, r) = get(&client, format!("{}/accuracy/BTC?{query}", replica.base)).await;
+            assert_eq!(status, 200, "{query}: {r}");
+            assert_eq!(r["overall"]["count"], count, "{query}: {r}");
+        }
         let (_, all) = get(&client, format!("{}/accuracy", replica.base)).await;
         assert_eq!(all["symbols"][0]["symbol"], "BTC", "{all}");
         let (status, _) = get(&client, format!("{}/predict/NOPE", replica.base)).await;
