@@ -64,6 +64,8 @@ pub struct AppState {
     pub started: Instant,
     /// Readiness, access control, batch and time limits, retraining.
     pub ops: Arc<state::OpsState>,
+    /// Statistical forecasts of requests seen before.
+    pub stats_cache: Arc<crate::registry::stats_cache::StatsCache>,
     /// Prices by symbol and the prediction log: `None` without `DATABASE_URL`.
     pub data: Option<Arc<state::DataState>>,
 }

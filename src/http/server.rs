@@ -33,6 +33,7 @@ use tower::ServiceExt;
 use super::state::{DataState, OpsState};
 use super::{router, AppState, Limits};
 use crate::domain::Symbol;
+use crate::registry::stats_cache::StatsCache;
 use crate::registry::Registry;
 use crate::settings::ops::TrainingMode;
 use crate::settings::Settings;
@@ -188,7 +189,12 @@ impl Application {
             None => None,
         };
         subscribe(store.as_ref(), &registry, data.clone());
+        let stats_cache = Arc::new(StatsCache::new(
+            settings.stats_cache_size,
+            Arc::clone(registry.metrics()),
+        ));
         let state = AppState {
+            stats_cache,
             registry,
             limits: Arc::new(Limits::from_settings(&settings)),
             started: Instant::now(),

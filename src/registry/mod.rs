@@ -18,6 +18,7 @@
 
 mod pool;
 pub mod retrain;
+pub mod stats_cache;
 mod tuning;
 pub mod warmup;
 

@@ -25,6 +25,8 @@ pub mod defaults {
     pub const MODEL_VERSION: &str = "v1.0.0";
     /// `TRAINING_BATCH_SIZE` (SPEC section 3).
     pub const TRAINING_BATCH_SIZE: usize = 32;
+    /// `STATS_CACHE_SIZE`: at 1,600 prices an entry holds 13 kB of them, so 3 MB at most.
+    pub const STATS_CACHE_SIZE: usize = 256;
     /// `PRICES_CACHE_SECS`.
     pub const PRICES_CACHE_SECS: u64 = 60;
     /// `PRICE_HISTORY_DAYS`: what the LSTM trains on (SPEC's 1,000-price model).
@@ -203,6 +205,10 @@ pub struct Settings {
     /// Models kept in memory (least recently used ones are dropped first).
     #[arg(long, env = "MODEL_CACHE_SIZE", default_value_t = nz(defaults::MODEL_CACHE_SIZE))]
     pub model_cache_size: NonZeroUsize,
+    /// Statistical forecasts kept in memory, answered again when the same request (model,
+    /// prices, horizon, level) comes back.
+    #[arg(long, env = "STATS_CACHE_SIZE", default_value_t = nz(defaults::STATS_CACHE_SIZE))]
+    pub stats_cache_size: NonZeroUsize,
     /// Arithmetic of served forecasts.
     #[command(flatten)]
     pub inference: InferenceSettings,
@@ -307,6 +313,7 @@ impl Default for Settings {
             max_concurrent_trainings: nz(defaults::MAX_CONCURRENT_TRAININGS),
             training_queue: defaults::TRAINING_QUEUE,
             model_cache_size: nz(defaults::MODEL_CACHE_SIZE),
+            stats_cache_size: nz(defaults::STATS_CACHE_SIZE),
             inference: InferenceSettings::default(),
             database_url: None,
             database_schema: crate::store::postgres::SchemaName::parse(

@@ -232,6 +232,9 @@ pub struct Metrics {
     /// `ml_price_reads_total{source}`: closes by symbol answered from the `cache` or read from
     /// the `database`.
     pub price_reads: CounterVec,
+    /// `ml_stats_cache_requests_total{result}`: statistical forecasts answered from memory
+    /// (`hit`) or fitted (`miss`).
+    pub stats_cache: CounterVec,
 }
 
 impl Metrics {
@@ -361,6 +364,13 @@ impl Metrics {
             &["source"],
             Family::default(),
         );
+        let stats_cache = CounterVec::register(
+            &mut registry,
+            "ml_stats_cache_requests",
+            "Statistical forecasts of a request answered before, from memory (hit), or fitted (miss).",
+            &["result"],
+            Family::default(),
+        );
         registry.register_collector(Box::new(process::ProcessCollector::new()));
         Self {
             registry,
@@ -376,6 +386,7 @@ impl Metrics {
             generations,
             prediction_log,
             price_reads,
+            stats_cache,
         }
     }
 

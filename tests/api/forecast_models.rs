@@ -482,3 +482,24 @@ async fn a_second_backtest_while_one_runs_gets_a_503_with_retry_after() {
     // The finished backtest gave its slot back.
     assert_eq!(state.ops.backtests.available_permits(), 1);
 }
+
+#[tokio::test]
+async fn a_repeated_statistical_request_gets_the_same_answer_from_the_cache() {
+    let app = spawn_app().await;
+    let body = json!({"symbol": "eth", "historical_prices": closes("ETH", 400), "model": "theta"});
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let (status, mut answer) = status_json(app.post_json("/predict", &body).await).await;
+        assert_eq!(status, 200);
+        answer["timestamp"] = Value::Null;
+        answers.push(answer);
+    }
+    assert_eq!(answers[0], answers[1]);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for line in [
+        "ml_stats_cache_requests_total{result=\"miss\"} 1",
+        "ml_stats_cache_requests_total{result=\"hit\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+}

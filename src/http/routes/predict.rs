@@ -4,6 +4,7 @@
 //! carries the path with conformal bands at the requested level.
 //! [`predict`] is the shared logic, also used by `POST /predict-batch`.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -329,7 +330,7 @@ async fn validate_and_forecast(
     };
     match model {
         "lstm" => forecast_lstm(state, symbol, prices, horizon, level, permission).await,
-        name => forecast_stats(symbol, name, prices, horizon, level).await,
+        name => forecast_stats(state, symbol, name, prices, horizon, level).await,
     }
 }
 
@@ -363,8 +364,10 @@ async fn forecast_lstm(
 }
 
 /// A statistical model fitted to the posted prices, with conformal bands from refitting it
-/// at recent cutoffs. Off the async threads: `auto` refits its candidates some 160 times.
+/// at recent cutoffs (or the same request's answer from the stats cache). Off the async
+/// threads: `auto` refits its candidates some 160 times.
 async fn forecast_stats(
+    state: &AppState,
     symbol: Symbol,
     name: &'static str,
     prices: PriceSeries,
@@ -372,9 +375,12 @@ async fn forecast_stats(
     level: f64,
 ) -> Result<PredictResponse, ApiError> {
     let current_price = current_price(&prices)?;
+    let cache = Arc::clone(&state.stats_cache);
     let forecast = tokio::task::spawn_blocking(move || {
-        let model = model_by_name(name)?;
-        forecast_with_intervals(model.as_ref(), prices.as_slice(), horizon.get(), level)
+        cache.get_or_compute(name, prices.as_slice(), horizon.get(), level, || {
+            let model = model_by_name(name)?;
+            forecast_with_intervals(model.as_ref(), prices.as_slice(), horizon.get(), level)
+        })
     })
     .await
     .map_err(|e| ApiError::Internal(format!("forecast task failed: {e}")))?
