@@ -134,27 +134,25 @@ pub fn record_prediction(
         .observe(&[model], elapsed.as_secs_f64());
 }
 
-/// Hands a served forecast to the prediction log (with a database; never blocks). `base_day`
-/// is the day of the history's last price.
+/// Hands the forecast served for `symbol` to the prediction log (with a database; never
+/// blocks). `base_day` is the day of the history's last price.
 pub fn log_prediction(
     state: &AppState,
+    symbol: &Symbol,
     answer: &crate::contract::PredictResponse,
     base_day: crate::store::prices::Day,
 ) {
     let (Some(data), Some(last)) = (&state.data, answer.forecast.last()) else {
         return;
     };
-    let Ok(symbol) = Symbol::parse(&answer.symbol) else {
-        return;
-    };
     let generation = if answer.model.name == "lstm" {
-        state.registry.generation(&symbol)
+        state.registry.generation(symbol)
     } else {
         None
     };
     let horizon = u32::try_from(answer.days_ahead).unwrap_or(u32::MAX);
     data.log.record(PredictionRecord {
-        symbol,
+        symbol: symbol.clone(),
         model: answer.model.name.clone(),
         label: answer.model.label.clone(),
         model_version: answer.model.version.clone(),

@@ -362,12 +362,11 @@ impl Registry {
             StoreEvent::PricesChanged { .. } => return,
             StoreEvent::Resync => {
                 self.metrics.store_events.inc(&["resync"]);
-                let keys: Vec<ModelKey> =
-                    lock(&self.cache).iter().map(|(k, _)| k.clone()).collect();
-                for key in keys {
-                    self.remember(&key, None);
-                    lock(&self.cache).pop(&key);
+                let mut cache = lock(&self.cache);
+                for (key, _) in cache.iter() {
+                    self.remember(key, None);
                 }
+                cache.clear();
                 return;
             }
         };

@@ -263,9 +263,7 @@ impl<T: Send + 'static> Drop for OffRuntime<T> {
 #[derive(Clone)]
 pub struct PgModelStore {
     config: Config,
-    pool: OffRuntime<Pool>,
-    schema: SchemaName,
-    replica: String,
+    db: Database,
     objects: Option<Arc<ObjectBlobs>>,
 }
 
@@ -273,14 +271,14 @@ impl std::fmt::Debug for PgModelStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the URL: it may hold a password.
         f.debug_struct("PgModelStore")
-            .field("schema", &self.schema)
-            .field("replica", &self.replica)
+            .field("db", &self.db)
             .field("objects", &self.objects.is_some())
             .finish_non_exhaustive()
     }
 }
 
-fn db(e: impl std::fmt::Display) -> StoreError {
+/// A database failure as a [`StoreError`] (for every part of the store on PostgreSQL).
+pub(super) fn db(e: impl std::fmt::Display) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
@@ -314,9 +312,11 @@ impl PgModelStore {
             .map_err(db)?;
         let store = Self {
             config,
-            pool: OffRuntime::new(pool),
-            schema,
-            replica: replica.to_owned(),
+            db: Database {
+                pool: OffRuntime::new(pool),
+                schema,
+                replica: replica.to_owned(),
+            },
             objects: objects.map(Arc::new),
         };
         store.migrate()?;
@@ -325,37 +325,33 @@ impl PgModelStore {
 
     /// The schema the store owns.
     pub fn schema(&self) -> &SchemaName {
-        &self.schema
+        self.db.schema()
     }
 
     /// The replica id recorded with this process's publications.
     pub fn replica(&self) -> &str {
-        &self.replica
+        self.db.replica()
     }
 
-    /// The schema and connection pool, for the prices and the prediction log.
+    /// The schema and connection pool, shared with the prices and the prediction log.
     pub fn database(&self) -> Database {
-        Database {
-            pool: self.pool.clone(),
-            schema: self.schema.clone(),
-            replica: self.replica.clone(),
-        }
+        self.db.clone()
     }
 
     fn client(
         &self,
     ) -> Result<r2d2::PooledConnection<PostgresConnectionManager<NoTls>>, StoreError> {
-        self.pool.get().map_err(db)
+        self.db.client()
     }
 
     fn channel(&self) -> String {
-        format!("{}_models", self.schema)
+        self.db.channel()
     }
 
     /// Applies the migrations not yet applied, under a transaction-scoped advisory lock so that
     /// replicas starting together apply each once.
     fn migrate(&self) -> Result<(), StoreError> {
-        let s = self.schema.as_str();
+        let s = self.db.schema().as_str();
         let mut client = self.client()?;
         let mut tx = client.transaction().map_err(db)?;
         tx.execute(
@@ -401,7 +397,7 @@ impl PgModelStore {
         symbol: &Symbol,
         version: &ModelVersion,
     ) -> Result<Result<Option<Stored>, Option<String>>, StoreError> {
-        let s = self.schema.as_str();
+        let s = self.db.schema().as_str();
         let row = self
             .client()?
             .query_opt(
@@ -481,7 +477,7 @@ impl ModelStore for PgModelStore {
         version: &ModelVersion,
         model: &TrainedLstm,
     ) -> Result<Option<u64>, StoreError> {
-        let s = self.schema.as_str();
+        let s = self.db.schema().as_str();
         let (weights, sidecar) = Sidecar::describe(symbol, version, model, |sha256| {
             format!("{symbol}_{version}.{sha256}.safetensors")
         })?;
@@ -535,7 +531,7 @@ impl ModelStore for PgModelStore {
                     &object_key,
                     &sidecar.sha256,
                     &size,
-                    &self.replica,
+                    &self.db.replica(),
                     &self.channel(),
                 ],
             )
@@ -551,7 +547,7 @@ impl ModelStore for PgModelStore {
     }
 
     fn purge(&self, symbol: &Symbol, version: &ModelVersion) -> Result<bool, StoreError> {
-        let s = self.schema.as_str();
+        let s = self.db.schema().as_str();
         let rows = self
             .client()?
             .query(
@@ -569,7 +565,7 @@ impl ModelStore for PgModelStore {
                     &symbol.as_str(),
                     &version.as_str(),
                     &self.channel(),
-                    &self.replica,
+                    &self.db.replica(),
                 ],
             )
             .map_err(db)?;
@@ -584,7 +580,7 @@ impl ModelStore for PgModelStore {
     }
 
     fn trained_at(&self, symbol: &Symbol, version: &ModelVersion) -> Option<SystemTime> {
-        let s = self.schema.as_str();
+        let s = self.db.schema().as_str();
         let row = self
             .client()
             .ok()?
@@ -602,7 +598,7 @@ impl ModelStore for PgModelStore {
     }
 
     fn list(&self, version: &ModelVersion) -> Result<Vec<Symbol>, StoreError> {
-        let s = self.schema.as_str();
+        let s = self.db.schema().as_str();
         let rows = self
             .client()?
             .query(
@@ -636,7 +632,7 @@ impl ModelStore for PgModelStore {
         Ok(Box::new(AdvisoryLock {
             config: self.config.clone(),
             client: None,
-            key: format!("{}:train:{symbol}:{version}", self.schema),
+            key: format!("{}:train:{symbol}:{version}", self.db.schema()),
         }))
     }
 

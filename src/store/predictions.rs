@@ -12,7 +12,7 @@ use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::postgres::Database;
+use super::postgres::{db as db_error, Database};
 use super::prices::{Closes, Day};
 use super::StoreError;
 use crate::domain::Symbol;
@@ -216,7 +216,7 @@ fn insert(db: &Database, batch: &[PredictionRecord]) -> Result<(), StoreError> {
                 &db.replica(),
             ],
         )
-        .map_err(|e| StoreError::Database(e.to_string()))?;
+        .map_err(db_error)?;
     Ok(())
 }
 
@@ -290,7 +290,7 @@ pub fn logged(
                 &filter.to,
             ],
         )
-        .map_err(|e| StoreError::Database(e.to_string()))?;
+        .map_err(db_error)?;
     Ok(rows
         .iter()
         .map(|r| Logged {
@@ -319,7 +319,7 @@ pub fn logged_symbols(db: &Database) -> Result<Vec<Symbol>, StoreError> {
             &format!("SELECT DISTINCT symbol FROM {s}.predictions ORDER BY symbol"),
             &[],
         )
-        .map_err(|e| StoreError::Database(e.to_string()))?;
+        .map_err(db_error)?;
     Ok(rows
         .iter()
         .filter_map(|r| Symbol::parse(r.get::<_, &str>(0)).ok())

@@ -15,38 +15,38 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::postgres::Database;
+use super::postgres::{db as db_error, Database};
 use super::StoreError;
 use crate::domain::Symbol;
 use crate::telemetry::metrics::Metrics;
-
-fn db_error(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Database(e.to_string())
-}
 
 /// A day as the number of days since 1970-01-01 (what PostgreSQL's `date - DATE '1970-01-01'`
 /// gives).
 pub type Day = i32;
 
+fn epoch() -> chrono::NaiveDate {
+    chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date")
+}
+
+fn day_of(date: chrono::NaiveDate) -> Option<Day> {
+    Day::try_from(date.signed_duration_since(epoch()).num_days()).ok()
+}
+
 /// The day of a `YYYY-MM-DD` date; `None` if it is not one.
 pub fn parse_day(s: &str) -> Option<Day> {
-    let date = chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok()?;
-    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1)?;
-    Day::try_from(date.signed_duration_since(epoch).num_days()).ok()
+    day_of(chrono::NaiveDate::parse_from_str(s.trim(), "%Y-%m-%d").ok()?)
 }
 
 /// `YYYY-MM-DD` of `day`.
 pub fn format_day(day: Day) -> String {
-    let epoch = chrono::NaiveDate::from_ymd_opt(1970, 1, 1).expect("a valid date");
-    (epoch + chrono::Duration::days(i64::from(day)))
+    (epoch() + chrono::Duration::days(i64::from(day)))
         .format("%Y-%m-%d")
         .to_string()
 }
 
 /// Today (UTC) as a [`Day`].
 pub fn today() -> Day {
-    let now = chrono::Utc::now().date_naive();
-    parse_day(&now.format("%Y-%m-%d").to_string()).unwrap_or(0)
+    day_of(chrono::Utc::now().date_naive()).unwrap_or(0)
 }
 
 /// A symbol's closes, oldest first, with their days (strictly increasing).
@@ -78,7 +78,7 @@ struct Cached {
     read_at: Instant,
     /// How many closes the read asked for (it found fewer if the symbol has fewer).
     limit: usize,
-    closes: Arc<Closes>,
+    closes: Closes,
 }
 
 /// Reads (and writes) the closes, with a per-symbol cache.
@@ -148,19 +148,19 @@ impl PriceDb {
     ///
     /// # Errors
     /// [`StoreError::Database`] when the database cannot be read.
-    pub fn closes(&self, symbol: &Symbol, limit: usize) -> Result<Arc<Closes>, StoreError> {
+    pub fn closes(&self, symbol: &Symbol, limit: usize) -> Result<Closes, StoreError> {
         if let Some(hit) = self.cached(symbol, limit) {
             self.metrics.price_reads.inc(&["cache"]);
             return Ok(hit);
         }
-        let read = Arc::new(self.read(symbol, limit)?);
+        let read = self.read(symbol, limit)?;
         self.metrics.price_reads.inc(&["database"]);
         self.lock().insert(
             symbol.clone(),
             Cached {
                 read_at: Instant::now(),
                 limit,
-                closes: Arc::clone(&read),
+                closes: read.clone(),
             },
         );
         Ok(read)
@@ -174,7 +174,7 @@ impl PriceDb {
 
     /// A fresh cached read that answers `limit` closes: one that asked for as many or more,
     /// or found fewer than it asked for (the symbol has no more).
-    fn cached(&self, symbol: &Symbol, limit: usize) -> Option<Arc<Closes>> {
+    fn cached(&self, symbol: &Symbol, limit: usize) -> Option<Closes> {
         let cache = self.lock();
         let entry = cache.get(symbol)?;
         let fresh = entry.read_at.elapsed() < self.ttl;
@@ -182,11 +182,7 @@ impl PriceDb {
         if !(fresh && enough) {
             return None;
         }
-        Some(if entry.closes.days.len() <= limit {
-            Arc::clone(&entry.closes)
-        } else {
-            Arc::new(tail(&entry.closes, limit))
-        })
+        Some(tail(&entry.closes, limit))
     }
 
     fn read(&self, symbol: &Symbol, limit: usize) -> Result<Closes, StoreError> {

@@ -2,6 +2,8 @@
 //! come, scored against the closes of that day (`store::predictions::score`), overall and by
 //! (model, horizon). Needs `DATABASE_URL`.
 
+use std::collections::BTreeMap;
+
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::{Extension, Json};
@@ -191,25 +193,19 @@ fn report(
     } else {
         data.prices.closes(symbol, SCORING_CLOSES)?
     };
-    let mut keys: Vec<(String, u32)> = logged
-        .iter()
-        .map(|p| (p.model.clone(), p.horizon))
-        .collect();
-    keys.sort();
-    keys.dedup();
-    let groups = keys
+    let mut by_group: BTreeMap<(String, u32), Vec<Logged>> = BTreeMap::new();
+    for p in &logged {
+        by_group
+            .entry((p.model.clone(), p.horizon))
+            .or_default()
+            .push(p.clone());
+    }
+    let groups = by_group
         .into_iter()
-        .map(|(model, horizon)| {
-            let rows: Vec<Logged> = logged
-                .iter()
-                .filter(|p| p.model == model && p.horizon == horizon)
-                .cloned()
-                .collect();
-            GroupAccuracy {
-                accuracy: score(&rows, &closes),
-                model,
-                horizon,
-            }
+        .map(|((model, horizon), rows)| GroupAccuracy {
+            accuracy: score(&rows, &closes),
+            model,
+            horizon,
         })
         .collect();
     Ok(AccuracyReport {

@@ -220,7 +220,7 @@ async fn stored_closes(state: &AppState, symbol: &Symbol) -> Result<(Vec<f64>, D
             cause: e.to_string(),
         })?;
     match closes.days.last() {
-        Some(&day) => Ok((closes.closes.clone(), day)),
+        Some(&day) => Ok((closes.closes, day)),
         None => Err(ApiError::NoPrices {
             symbol: symbol.clone(),
         }),
@@ -284,8 +284,8 @@ async fn predict_on(
         .unwrap_or("_invalid");
     let result = validate_and_forecast(state, request, logged, permission, &mut symbol).await;
     state::record_prediction(state, symbol.as_ref(), model, &result, started.elapsed());
-    if let Ok(answer) = &result {
-        state::log_prediction(state, answer, base_day);
+    if let (Ok(answer), Some(symbol)) = (&result, &symbol) {
+        state::log_prediction(state, symbol, answer, base_day);
     }
     result
 }
