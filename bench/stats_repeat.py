@@ -8,7 +8,7 @@ on BTC's last N closes, 7 days. For each model it times
 
 Median of 9 sequential keep-alive requests after one warm-up, release binary, no database:
 
-    cargo build --release && python3 bench/stats_repeat.py [--prices 365 1600]
+    cargo build --release && python3 bench/stats_repeat.py [--prices 365 1600] [--bin OTHER]
 """
 import argparse
 import csv
@@ -29,13 +29,15 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--prices", type=int, nargs="+", default=[365, 1600])
     ap.add_argument("--n", type=int, default=9)
+    ap.add_argument("--bin", default=BIN, help="the binary to serve (default: the release build)")
+    ap.add_argument("--models", nargs="+", default=MODELS)
     a = ap.parse_args()
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {"HOST": "127.0.0.1", "PORT": str(port), "WARMUP_SYMBOLS": "", "RUST_LOG": "warn",
            "MODELS_DIR": "/tmp/bench-stats-models"}
-    proc = subprocess.Popen([BIN, "serve"], env=env, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([a.bin, "serve"], env=env, stderr=subprocess.DEVNULL)
     try:
         for _ in range(200):
             try:
@@ -61,7 +63,7 @@ def main():
         print("|---|---:|---:|---:|")
         for n in a.prices:
             base = closes[-n:]
-            for model in MODELS:
+            for model in a.models:
                 changing = []
                 for i in range(a.n + 1):
                     prices = base[:-1] + [base[-1] * (1 + 1e-6 * (i + 1))]

@@ -1,7 +1,8 @@
 //! criterion benchmarks of the LSTM's inner kernels (they were `#[ignore]` timing tests): one
 //! 2x64, 60-step prediction on the packed f32 kernel, its scalar fallback, the batch predictor
-//! and the int16 kernel (AVX-512 VNNI only), a 7-day int16 path, and the training step's
-//! products on the engine's panels against `matrixmultiply`.
+//! and the int16 kernel (AVX-512 VNNI only), a 7-day int16 path; 7- and 90-day forecasts on the
+//! f32 kernel one pass at a time and side by side, and on the int16 kernel; and the training
+//! step's products on the engine's panels against `matrixmultiply`.
 //!
 //! `cargo bench --bench kernels`
 
@@ -17,6 +18,21 @@ fn predict(c: &mut Criterion) {
     if net.int16_path(1).is_some() {
         group.bench_function("int16", |b| b.iter(|| net.int16_path(1)));
         group.bench_function("int16_7_days", |b| b.iter(|| net.int16_path(7)));
+    }
+    group.finish();
+    let mut group = c.benchmark_group("forecast_2x64");
+    for days in [7, 90] {
+        group.bench_function(format!("f32_one_pass_at_a_time_{days}_days"), |b| {
+            b.iter(|| net.f32_path(days, false))
+        });
+        group.bench_function(format!("f32_side_by_side_{days}_days"), |b| {
+            b.iter(|| net.f32_path(days, true))
+        });
+        if net.int16_path(1).is_some() {
+            group.bench_function(format!("int16_{days}_days"), |b| {
+                b.iter(|| net.int16_path(days))
+            });
+        }
     }
     group.finish();
 }

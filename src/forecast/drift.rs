@@ -4,7 +4,7 @@
 //! This is statsforecast's `RandomWalkWithDrift` applied to `ln(prices)` and exponentiated
 //! (checked in the tests), i.e. a constant growth rate rather than a constant dollar step.
 
-use super::{exp_path, log_prices, FittedForecaster, ForecastError, Forecaster};
+use super::{exp_path, log_prices, rolling_from_logs, FittedForecaster, ForecastError, Forecaster};
 
 /// Random walk with drift estimated from the whole given history.
 #[derive(Clone, Copy, Debug, Default)]
@@ -28,10 +28,32 @@ impl Forecaster for Drift {
 
     fn fit(&self, prices: &[f64]) -> Result<Box<dyn FittedForecaster>, ForecastError> {
         let logs = log_prices(prices, self.min_history())?;
+        Ok(Box::new(FittedDrift::of(&logs)))
+    }
+
+    fn rolling_forecasts(
+        &self,
+        prices: &[f64],
+        cutoffs: &[usize],
+        max_horizon: usize,
+    ) -> Vec<Option<Vec<f64>>> {
+        rolling_from_logs(
+            prices,
+            cutoffs,
+            max_horizon,
+            self.min_history(),
+            |logs, reach| FittedDrift::of(logs).predict(reach),
+        )
+    }
+}
+
+impl FittedDrift {
+    /// The drift of at least two log prices.
+    fn of(logs: &[f64]) -> Self {
         let n = logs.len();
         let last_log = logs[n - 1];
         let slope = (last_log - logs[0]) / (n - 1) as f64;
-        Ok(Box::new(FittedDrift { last_log, slope }))
+        Self { last_log, slope }
     }
 }
 

@@ -61,21 +61,56 @@ impl Forecaster for Ensemble {
             last_log: logs[logs.len() - 1],
         }))
     }
+
+    /// The median of the members' rolling paths at each cutoff (each member holds its
+    /// parameters between refits as it does alone), where every member has one.
+    fn rolling_forecasts(
+        &self,
+        prices: &[f64],
+        cutoffs: &[usize],
+        max_horizon: usize,
+    ) -> Vec<Option<Vec<f64>>> {
+        let members: Vec<Vec<Option<Vec<f64>>>> = self
+            .members
+            .iter()
+            .map(|m| m.rolling_forecasts(prices, cutoffs, max_horizon))
+            .collect();
+        cutoffs
+            .iter()
+            .enumerate()
+            .map(|(j, &cutoff)| {
+                let paths = members
+                    .iter()
+                    .map(|m| m[j].as_deref())
+                    .collect::<Option<Vec<&[f64]>>>()?;
+                let reach = max_horizon.min(prices.len() - cutoff);
+                (cutoff >= self.min_history())
+                    .then(|| median_path(&paths, reach, prices[cutoff - 1].ln()))
+            })
+            .collect()
+    }
 }
 
 impl FittedForecaster for FittedEnsemble {
     fn predict(&self, horizon: usize) -> Vec<f64> {
         let paths: Vec<Vec<f64>> = self.members.iter().map(|m| m.predict(horizon)).collect();
-        let medians = (0..horizon).map(|h| {
-            let mut logs: Vec<f64> = paths.iter().map(|p| p[h].ln()).collect();
-            median(&mut logs).unwrap_or(self.last_log)
-        });
-        exp_path(medians, self.last_log)
+        let paths: Vec<&[f64]> = paths.iter().map(Vec::as_slice).collect();
+        median_path(&paths, horizon, self.last_log)
     }
 
     fn label(&self, _horizon: usize) -> String {
         "ensemble".into()
     }
+}
+
+/// The per-day median in log space of `paths` (each at least `horizon` days) after the last
+/// log price `last_log`.
+fn median_path(paths: &[&[f64]], horizon: usize, last_log: f64) -> Vec<f64> {
+    let medians = (0..horizon).map(|h| {
+        let mut logs: Vec<f64> = paths.iter().map(|p| p[h].ln()).collect();
+        median(&mut logs).unwrap_or(last_log)
+    });
+    exp_path(medians, last_log)
 }
 
 /// The median of `values` (mean of the middle two for an even count).
@@ -108,6 +143,48 @@ mod tests {
         };
         let path = ensemble.fit(&[1000.0, 1.0, 10.0]).unwrap().predict(2);
         assert!((path[0] - 10.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn rolling_medians_are_those_of_refitted_members() {
+        let prices: Vec<f64> = (0..700)
+            .map(|i| 100.0 * (0.001 * i as f64 + 0.2 * (i as f64 / 23.0).sin()).exp())
+            .collect();
+        let every = |refit_every| Theta {
+            refit_every,
+            ..Theta::default()
+        };
+        let ensemble = |refit_every| Ensemble {
+            members: vec![
+                Box::new(Naive),
+                Box::new(Theta {
+                    trend_weight: 0.0,
+                    ..every(refit_every)
+                }),
+                Box::new(every(refit_every)),
+            ],
+        };
+        let cutoffs: Vec<usize> = (2..700).step_by(9).collect();
+        // Refitted at every cutoff: the plain refit of the ensemble, bit for bit (cutoffs
+        // below the members' minimum have none).
+        let every_cutoff = ensemble(1);
+        let rolling = every_cutoff.rolling_forecasts(&prices, &cutoffs, 30);
+        let refitted = crate::forecast::refit_forecasts(&every_cutoff, &prices, &cutoffs, 30);
+        assert_eq!(rolling, refitted);
+        assert!(rolling[0].is_none() && rolling[1].is_some());
+        // Held: the median of the members' own held paths.
+        let held = ensemble(10);
+        let rolling = held.rolling_forecasts(&prices, &cutoffs, 7);
+        let members: Vec<_> = held
+            .members
+            .iter()
+            .map(|m| m.rolling_forecasts(&prices, &cutoffs, 7))
+            .collect();
+        for (j, &cutoff) in cutoffs.iter().enumerate().skip(1) {
+            let paths: Vec<&[f64]> = members.iter().map(|m| m[j].as_deref().unwrap()).collect();
+            let expected = median_path(&paths, 7.min(700 - cutoff), prices[cutoff - 1].ln());
+            assert_eq!(rolling[j].as_deref(), Some(&expected[..]));
+        }
     }
 
     #[test]

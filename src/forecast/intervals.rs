@@ -12,7 +12,7 @@
 
 use serde::Serialize;
 
-use super::{log_prices, FittedForecaster, ForecastError, Forecaster};
+use super::{log_prices, naive::Naive, FittedForecaster, ForecastError, Forecaster};
 
 /// The interval level used when a request names none.
 pub const DEFAULT_LEVEL: f64 = 0.8;
@@ -206,8 +206,10 @@ pub fn calibration_origins(
     origins
 }
 
-/// Refits `model` at the calibration cutoffs of `prices` and measures its errors at
-/// horizons 1..=`max_horizon` (each only where the history reaches that far).
+/// Measures the errors of `model` at horizons 1..=`max_horizon` (each only where the history
+/// reaches that far) from its [`Forecaster::rolling_forecasts`] at the calibration cutoffs of
+/// `prices`: refitted at each, or with parameters held between periodic refits, never with a
+/// price after the cutoff.
 ///
 /// # Errors
 /// [`ForecastError::InvalidPrice`] for a price that is not finite and > 0.
@@ -217,18 +219,18 @@ pub fn rolling_calibration(
     max_horizon: usize,
     settings: &CalibrationSettings,
 ) -> Result<Calibration, ForecastError> {
+    let logs = log_prices(prices, 1)?;
     let min_train = settings.min_train.max(model.min_history());
-    calibrate(prices, max_horizon, min_train, settings, |cutoff, reach| {
-        // A model that cannot fit this prefix contributes no errors rather than failing
-        // the whole forecast: the remaining origins still calibrate it.
-        Some(model.fit(&prices[..cutoff]).ok()?.predict(reach))
-    })
+    let cutoffs = calibration_origins(prices.len(), min_train, settings);
+    // A model that cannot fit a prefix contributes no errors from it rather than failing the
+    // whole forecast: the remaining origins still calibrate it.
+    let paths = model.rolling_forecasts(prices, &cutoffs, max_horizon);
+    Ok(calibration_of(&logs, &cutoffs, paths, max_horizon))
 }
 
-/// [`rolling_calibration`] of the naive forecast, computed directly: naive refitted at a
-/// cutoff carries the price before it. The same numbers, bit for bit (tested), without
-/// refitting (and re-reading) every prefix. The LSTM's bands at a horizon where naive answers
-/// for it come from here.
+/// [`rolling_calibration`] of the naive forecast, whose paths are the price before each
+/// cutoff (computed directly, bit for bit the refitted ones: tested). The LSTM's bands at a
+/// horizon where naive answers for it come from here.
 ///
 /// # Errors
 /// [`ForecastError::InvalidPrice`] for a price that is not finite and > 0.
@@ -237,38 +239,31 @@ pub fn naive_calibration(
     max_horizon: usize,
     settings: &CalibrationSettings,
 ) -> Result<Calibration, ForecastError> {
-    let min_train = settings.min_train.max(1);
-    calibrate(prices, max_horizon, min_train, settings, |cutoff, reach| {
-        Some(vec![prices[cutoff - 1]; reach])
-    })
+    rolling_calibration(&Naive, prices, max_horizon, settings)
 }
 
-/// The errors at horizons 1..=`max_horizon` of `forecast(cutoff, reach)`, the path of
-/// `reach` days after `prices[..cutoff]` (`None`: no forecast from that cutoff), at the
-/// calibration cutoffs of `prices`.
-fn calibrate(
-    prices: &[f64],
+/// The errors `ln(actual / forecast)` by horizon of `paths` (one per cutoff, the days after
+/// `logs[..cutoff]`), and the naive fallback of `logs`.
+fn calibration_of(
+    logs: &[f64],
+    cutoffs: &[usize],
+    paths: Vec<Option<Vec<f64>>>,
     max_horizon: usize,
-    min_train: usize,
-    settings: &CalibrationSettings,
-    mut forecast: impl FnMut(usize, usize) -> Option<Vec<f64>>,
-) -> Result<Calibration, ForecastError> {
-    let logs = log_prices(prices, 1)?;
-    let n = prices.len();
+) -> Calibration {
     let mut log_errors = vec![Vec::new(); max_horizon];
-    for cutoff in calibration_origins(n, min_train, settings) {
-        let Some(path) = forecast(cutoff, max_horizon.min(n - cutoff)) else {
-            continue;
-        };
-        for (h, f) in path.into_iter().enumerate() {
-            log_errors[h].push(logs[cutoff + h] - f.ln());
+    for (&cutoff, path) in cutoffs.iter().zip(paths) {
+        let Some(path) = path else { continue };
+        for (h, f) in path.into_iter().enumerate().take(max_horizon) {
+            if let Some(actual) = logs.get(cutoff + h) {
+                log_errors[h].push(actual - f.ln());
+            }
         }
     }
     let fallback_abs_errors = logs.windows(2).map(|w| (w[1] - w[0]).abs()).collect();
-    Ok(Calibration {
+    Calibration {
         log_errors,
         fallback_abs_errors,
-    })
+    }
 }
 
 /// One day of a forecast path.
@@ -411,7 +406,7 @@ pub fn confidence(mape: f64) -> f64 {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::forecast::naive::Naive;
+    use crate::forecast::refit_forecasts;
 
     #[test]
     fn confidence_is_one_minus_error_within_bounds() {
@@ -430,7 +425,13 @@ pub(crate) mod tests {
         let settings = CalibrationSettings::default();
         for (n, h) in [(700, 30), (61, 30), (365, 90), (2, 1)] {
             let direct = naive_calibration(&prices[..n], h, &settings).unwrap();
-            let refitted = rolling_calibration(&Naive, &prices[..n], h, &settings).unwrap();
+            let cutoffs = calibration_origins(n, settings.min_train.max(1), &settings);
+            let refitted = calibration_of(
+                &log_prices(&prices[..n], 1).unwrap(),
+                &cutoffs,
+                refit_forecasts(&Naive, &prices[..n], &cutoffs, h),
+                h,
+            );
             assert_eq!(direct, refitted, "{n} prices, {h} days");
         }
     }

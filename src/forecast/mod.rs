@@ -82,6 +82,38 @@ pub trait Forecaster: Send + Sync {
     /// [`ForecastError::InvalidPrice`] for a price that is not finite and > 0, and model
     /// specific failures (the LSTM's).
     fn fit(&self, prices: &[f64]) -> Result<Box<dyn FittedForecaster>, ForecastError>;
+
+    /// The point paths calibration measures errors from: at each of `cutoffs` (ascending,
+    /// each at most `prices.len()`), the forecast of the `min(max_horizon, prices.len() -
+    /// cutoff)` days after `prices[..cutoff]`, from that prefix only (`None`: no forecast from
+    /// that cutoff). The default is [`refit_forecasts`], a fit at every cutoff; a model may
+    /// compute the same paths directly (naive, drift, moving average), or hold its fitted
+    /// parameters between periodic refits as a deployed model would (theta, SES and the
+    /// ensemble: see [`theta::REFIT_EVERY`]).
+    fn rolling_forecasts(
+        &self,
+        prices: &[f64],
+        cutoffs: &[usize],
+        max_horizon: usize,
+    ) -> Vec<Option<Vec<f64>>> {
+        refit_forecasts(self, prices, cutoffs, max_horizon)
+    }
+}
+
+/// [`Forecaster::rolling_forecasts`] by fitting `model` at every cutoff.
+pub fn refit_forecasts<M: Forecaster + ?Sized>(
+    model: &M,
+    prices: &[f64],
+    cutoffs: &[usize],
+    max_horizon: usize,
+) -> Vec<Option<Vec<f64>>> {
+    cutoffs
+        .iter()
+        .map(|&cutoff| {
+            let reach = max_horizon.min(prices.len() - cutoff);
+            Some(model.fit(&prices[..cutoff]).ok()?.predict(reach))
+        })
+        .collect()
 }
 
 /// A model fitted to one history; it forecasts the prices that follow that history.
@@ -139,6 +171,32 @@ pub fn model_by_name(name: &str) -> Result<Box<dyn Forecaster>, ForecastError> {
             })
         }
     })
+}
+
+/// [`Forecaster::rolling_forecasts`] of a model whose fit reads only the log prices: `path(logs,
+/// reach)` is its forecast of `reach` days after the prefix `logs`, called at each cutoff with
+/// at least `min_history` valid prices, so the logs are taken once rather than at every cutoff.
+/// What refitting gives, cutoffs after an invalid price included (they have no path).
+pub(crate) fn rolling_from_logs(
+    prices: &[f64],
+    cutoffs: &[usize],
+    max_horizon: usize,
+    min_history: usize,
+    mut path: impl FnMut(&[f64], usize) -> Vec<f64>,
+) -> Vec<Option<Vec<f64>>> {
+    let valid = prices
+        .iter()
+        .position(|p| !(p.is_finite() && *p > 0.0))
+        .unwrap_or(prices.len());
+    let logs: Vec<f64> = prices[..valid].iter().map(|p| p.ln()).collect();
+    cutoffs
+        .iter()
+        .map(|&cutoff| {
+            (min_history..=valid)
+                .contains(&cutoff)
+                .then(|| path(&logs[..cutoff], max_horizon.min(prices.len() - cutoff)))
+        })
+        .collect()
 }
 
 /// Checks `prices` (length and positivity) and returns their natural logs.
@@ -211,6 +269,32 @@ mod tests {
         assert!(matches!(err, ForecastError::InvalidPrice { index: 2, .. }));
         let err = log_prices(&[1.0, f64::NAN], 2).unwrap_err();
         assert!(matches!(err, ForecastError::InvalidPrice { index: 1, .. }));
+    }
+
+    #[test]
+    fn direct_rolling_paths_are_the_refitted_ones() {
+        let mut prices: Vec<f64> = (0..400)
+            .map(|i| 50.0 * (0.002 * i as f64 + 0.1 * (i as f64 / 11.0).sin()).exp())
+            .collect();
+        let cutoffs: Vec<usize> = (0..=400).step_by(7).collect();
+        let models: [Box<dyn Forecaster>; 3] = [
+            Box::new(naive::Naive),
+            Box::new(drift::Drift),
+            Box::new(moving_average::MovingAverage::default()),
+        ];
+        for bad in [None, Some(f64::NAN), Some(-1.0)] {
+            if let Some(bad) = bad {
+                // Cutoffs after an invalid price have no path, as a refit there fails.
+                prices[200] = bad;
+            }
+            for model in &models {
+                let direct = model.rolling_forecasts(&prices, &cutoffs, 30);
+                let refitted = refit_forecasts(model.as_ref(), &prices, &cutoffs, 30);
+                assert_eq!(direct, refitted, "{}", model.name());
+                assert!(direct[0].is_none());
+                assert_eq!(direct.last().unwrap().is_some(), bad.is_none());
+            }
+        }
     }
 
     #[test]

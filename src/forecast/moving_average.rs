@@ -3,7 +3,9 @@
 //! The original service fell back to it for short histories. It lags a trending price, so
 //! it is kept as a baseline and an ensemble candidate rather than recommended on its own.
 
-use super::{exp_path, log_prices, tail, FittedForecaster, ForecastError, Forecaster};
+use super::{
+    exp_path, log_prices, rolling_from_logs, tail, FittedForecaster, ForecastError, Forecaster,
+};
 
 /// Mean of the last `window` log prices, carried forward.
 #[derive(Clone, Copy, Debug)]
@@ -35,9 +37,31 @@ impl Forecaster for MovingAverage {
 
     fn fit(&self, prices: &[f64]) -> Result<Box<dyn FittedForecaster>, ForecastError> {
         let logs = log_prices(prices, self.min_history())?;
-        let recent = tail(&logs, self.window.max(1));
+        Ok(Box::new(self.level_of(&logs)))
+    }
+
+    fn rolling_forecasts(
+        &self,
+        prices: &[f64],
+        cutoffs: &[usize],
+        max_horizon: usize,
+    ) -> Vec<Option<Vec<f64>>> {
+        rolling_from_logs(
+            prices,
+            cutoffs,
+            max_horizon,
+            self.min_history(),
+            |logs, reach| self.level_of(logs).predict(reach),
+        )
+    }
+}
+
+impl MovingAverage {
+    /// The mean of the last `window` of at least one log price.
+    fn level_of(&self, logs: &[f64]) -> FittedMovingAverage {
+        let recent = tail(logs, self.window.max(1));
         let level = recent.iter().sum::<f64>() / recent.len() as f64;
-        Ok(Box::new(FittedMovingAverage { level }))
+        FittedMovingAverage { level }
     }
 }
 

@@ -3,7 +3,7 @@
 //! On daily crypto prices it is the benchmark to beat (MASE divides by its error), and the
 //! fallback that other models degrade to when their numbers go wrong.
 
-use super::{log_prices, FittedForecaster, ForecastError, Forecaster};
+use super::{log_prices, rolling_from_logs, FittedForecaster, ForecastError, Forecaster};
 
 /// Last value carried forward (a random walk without drift).
 #[derive(Clone, Copy, Debug, Default)]
@@ -29,6 +29,17 @@ impl Forecaster for Naive {
         // The price itself, not exp(ln(price)): naive must reproduce it bit for bit.
         let last = prices[prices.len() - 1];
         Ok(Box::new(FittedNaive { last }))
+    }
+
+    fn rolling_forecasts(
+        &self,
+        prices: &[f64],
+        cutoffs: &[usize],
+        max_horizon: usize,
+    ) -> Vec<Option<Vec<f64>>> {
+        rolling_from_logs(prices, cutoffs, max_horizon, 1, |logs, reach| {
+            vec![prices[logs.len() - 1]; reach]
+        })
     }
 }
 

@@ -6,7 +6,9 @@
 //! Nelder-Mead to minimise the in-sample one-step squared error, as statsforecast does.
 //! `bench/stats_reference.py` produced the reference values the tests compare against.
 
-use super::{exp_path, log_prices, tail, FittedForecaster, ForecastError, Forecaster};
+use super::{
+    exp_path, log_prices, rolling_from_logs, tail, FittedForecaster, ForecastError, Forecaster,
+};
 
 /// The standard theta model, fitted on at most the last `max_window` log prices; with a
 /// trend weight of 0 ([`Theta::ses`]) it is simple exponential smoothing.
@@ -16,13 +18,29 @@ pub struct Theta {
     pub max_window: usize,
     /// Weight of the trend line ([`THETA_TREND_WEIGHT`]; 0 for SES).
     pub trend_weight: f64,
+    /// Calibration refits alpha at every this many cutoffs and holds it in between
+    /// ([`REFIT_EVERY`]; 1 refits at every cutoff).
+    pub refit_every: usize,
 }
+
+/// How many consecutive calibration cutoffs share one fitted alpha.
+///
+/// Calibration measures the errors of the model refitted on the prices before each of 80
+/// cutoffs (60 more for auto's selection), and a full fit is 40-50 filter passes (the alpha
+/// search). A deployed model is refitted periodically, not before every forecast, so the
+/// errors of one whose alpha is refitted at every 10th cutoff and held in between are as true
+/// an out-of-sample measure: at a held cutoff only the initial level is re-estimated (closed
+/// form) and the filter rerun, three passes, on the prices before that cutoff. Alpha always
+/// comes from an earlier cutoff, so no price after the cutoff is seen (tested). This is
+/// statsforecast's `cross_validation(refit=k)`.
+pub const REFIT_EVERY: usize = 10;
 
 impl Default for Theta {
     fn default() -> Self {
         Self {
             max_window: 1000,
             trend_weight: THETA_TREND_WEIGHT,
+            refit_every: REFIT_EVERY,
         }
     }
 }
@@ -152,11 +170,12 @@ impl ThetaState {
         const GRID: usize = 16;
         let (lo, hi) = ALPHA_BOUNDS;
         let at = |k: usize| lo + (hi - lo) * k as f64 / (GRID - 1) as f64;
-        let line = Self::start(y, 0.0, 0.5, trend_weight);
-        let line = (trend_weight * line.intercept, trend_weight * line.slope);
+        let line = Self::line(y, trend_weight);
         let sse = |alpha: f64| Self::profile(y, alpha, line).0;
+        // The grid in one pass, its 16 recursions side by side.
+        let grid = Self::profile_many(y, std::array::from_fn::<f64, GRID, _>(at), line);
         let best_k = (0..GRID)
-            .min_by(|&a, &b| sse(at(a)).total_cmp(&sse(at(b))))
+            .min_by(|&a, &b| grid[a].0.total_cmp(&grid[b].0))
             .unwrap_or(0);
         let (mut a, mut b) = (at(best_k.saturating_sub(1)), at((best_k + 1).min(GRID - 1)));
         // Golden-section search on [a, b], which brackets the grid's best point.
@@ -176,41 +195,87 @@ impl ThetaState {
             }
         }
         let mut alpha = (a + b) / 2.0;
-        if sse(at(best_k)) < sse(alpha) {
+        if grid[best_k].0 < sse(alpha) {
             alpha = at(best_k);
         }
-        let (_, initial_level) = Self::profile(y, alpha, line);
-        Self::filter_with(y, initial_level, alpha, trend_weight).0
+        Self::with_alpha(y, alpha, trend_weight)
+    }
+
+    /// The fit to `y` with `alpha` held: the initial level that minimises the in-sample error
+    /// for it (closed form, [`ThetaState::profile`]) and the filter's end state. Three passes
+    /// over `y` where [`ThetaState::fit_with`] makes 40-50.
+    pub fn with_alpha(y: &[f64], alpha: f64, trend_weight: f64) -> Self {
+        let (_, initial_level) = Self::profile(y, alpha, Self::line(y, trend_weight));
+        Self::end_state(y, initial_level, alpha, trend_weight)
+    }
+
+    /// [`ThetaState::filter_with`]'s state, bit for bit, without the in-sample errors (their
+    /// one-step forecasts cost a `powi` each; the level recursion does not read them).
+    fn end_state(y: &[f64], initial_level: f64, alpha: f64, trend_weight: f64) -> Self {
+        let mut state = Self::start(y, initial_level, alpha, trend_weight);
+        for &yi in &y[1..] {
+            state.level = alpha * yi + (1.0 - alpha) * state.level;
+        }
+        state
+    }
+
+    /// Intercept and slope of the least-squares line through `y`, times `trend_weight`.
+    fn line(y: &[f64], trend_weight: f64) -> (f64, f64) {
+        let line = Self::start(y, 0.0, 0.5, trend_weight);
+        (trend_weight * line.intercept, trend_weight * line.slope)
     }
 
     /// For one alpha: the least in-sample squared error over all initial levels, and that
     /// level. With the initial level `l0`, the step-`i` error is `a_i - (1 - alpha)^i * l0`
     /// where `a_i` is the error of the run from `l0 = 0`; least squares in `l0` follows.
-    fn profile(y: &[f64], alpha: f64, (intercept, slope): (f64, f64)) -> (f64, f64) {
-        let decay = 1.0 - alpha;
-        let mut level = alpha * y[0];
-        let (mut saa, mut sab, mut sbb) = (0.0, 0.0, 0.0);
+    fn profile(y: &[f64], alpha: f64, line: (f64, f64)) -> (f64, f64) {
+        let [(sse, l0)] = Self::profile_many(y, [alpha], line);
+        (sse, l0)
+    }
+
+    /// [`ThetaState::profile`] of each of `alphas` in one pass over `y`: the lanes are
+    /// independent recursions side by side (their dependency chains overlap, and the compiler
+    /// vectorises them), each doing exactly the arithmetic it does alone.
+    fn profile_many<const N: usize>(
+        y: &[f64],
+        alphas: [f64; N],
+        (intercept, slope): (f64, f64),
+    ) -> [(f64, f64); N] {
+        let decay = alphas.map(|a| 1.0 - a);
+        // The trend term of the one-step forecast, `pow_i * intercept + (1 - pow_i * decay) /
+        // alpha * slope`, is `per_alpha + pow_i * discounted`: no division in the loop.
+        let per_alpha = alphas.map(|a| slope / a);
+        let discounted = std::array::from_fn::<f64, N, _>(|j| intercept - decay[j] * per_alpha[j]);
+        let mut level = alphas.map(|a| a * y[0]);
+        let (mut saa, mut sab, mut sbb) = ([0.0; N], [0.0; N], [0.0; N]);
         // decay^i: the weight of l0 in the level before step i, and the trend's discount.
         let mut pow_i = decay;
         for (i, &yi) in y.iter().enumerate().skip(1) {
-            let mu = level + (pow_i * intercept + (1.0 - pow_i * decay) / alpha * slope);
-            let a = yi - mu;
-            if i >= 3 {
-                saa += a * a;
-                sab += a * pow_i;
-                sbb += pow_i * pow_i;
+            // Errors count from the fourth value on; the branch is the same for every lane.
+            let counted = i >= 3;
+            for j in 0..N {
+                let mu = level[j] + (per_alpha[j] + pow_i[j] * discounted[j]);
+                let a = yi - mu;
+                if counted {
+                    saa[j] += a * a;
+                    sab[j] += a * pow_i[j];
+                    sbb[j] += pow_i[j] * pow_i[j];
+                }
+                level[j] = alphas[j] * yi + decay[j] * level[j];
+                pow_i[j] *= decay[j];
             }
-            level = alpha * yi + decay * level;
-            pow_i *= decay;
         }
-        let l0 = if sbb > 1e-300 { sab / sbb } else { y[0] };
-        let sse = saa - if sbb > 1e-300 { sab * sab / sbb } else { 0.0 };
-        let sse = if sse.is_finite() {
-            sse.max(0.0)
-        } else {
-            f64::INFINITY
-        };
-        (sse, l0)
+        std::array::from_fn(|j| {
+            let (saa, sab, sbb) = (saa[j], sab[j], sbb[j]);
+            let l0 = if sbb > 1e-300 { sab / sbb } else { y[0] };
+            let sse = saa - if sbb > 1e-300 { sab * sab / sbb } else { 0.0 };
+            let sse = if sse.is_finite() {
+                sse.max(0.0)
+            } else {
+                f64::INFINITY
+            };
+            (sse, l0)
+        })
     }
 }
 
@@ -249,6 +314,38 @@ impl Forecaster for Theta {
             state: ThetaState::fit_with(y, self.trend_weight),
             last_log: logs[logs.len() - 1],
         }))
+    }
+
+    fn rolling_forecasts(
+        &self,
+        prices: &[f64],
+        cutoffs: &[usize],
+        max_horizon: usize,
+    ) -> Vec<Option<Vec<f64>>> {
+        let window = self.max_window.max(self.min_history());
+        let mut held: Option<f64> = None;
+        let mut held_for = 0;
+        rolling_from_logs(
+            prices,
+            cutoffs,
+            max_horizon,
+            self.min_history(),
+            |logs, reach| {
+                let y = tail(logs, window);
+                let state = match held {
+                    Some(alpha) if held_for < self.refit_every => {
+                        ThetaState::with_alpha(y, alpha, self.trend_weight)
+                    }
+                    _ => {
+                        let state = ThetaState::fit_with(y, self.trend_weight);
+                        (held, held_for) = (Some(state.alpha), 0);
+                        state
+                    }
+                };
+                held_for += 1;
+                exp_path(state.forecast(reach), logs[logs.len() - 1])
+            },
+        )
     }
 }
 
@@ -328,6 +425,76 @@ mod tests {
                     best <= sse + 1e-12,
                     "alpha {alpha} level {level}: {sse} < {best}"
                 );
+            }
+        }
+    }
+
+    /// BTC's closes with a deterministic wobble, long enough for 80 cutoffs in a full window.
+    fn long_prices() -> Vec<f64> {
+        (0..1400)
+            .map(|i| {
+                let t = i as f64;
+                30_000.0 * (0.0004 * t + 0.15 * (t / 37.0).sin() + 0.03 * (t * 1.7).cos()).exp()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn refitting_at_every_cutoff_is_the_plain_refit() {
+        let prices = long_prices();
+        let cutoffs: Vec<usize> = (0..80).map(|k| 860 + 6 * k).collect();
+        for model in [Theta::default(), Theta::ses()] {
+            let every = Theta {
+                refit_every: 1,
+                ..model
+            };
+            let held = every.rolling_forecasts(&prices, &cutoffs, 30);
+            let refitted = crate::forecast::refit_forecasts(&every, &prices, &cutoffs, 30);
+            assert_eq!(held, refitted);
+        }
+    }
+
+    #[test]
+    fn a_held_alpha_sees_no_price_after_its_cutoff() {
+        let prices = long_prices();
+        let cutoffs: Vec<usize> = (0..80).map(|k| 860 + 6 * k).collect();
+        let model = Theta::default();
+        let held = model.rolling_forecasts(&prices, &cutoffs, 7);
+        for (j, &cutoff) in cutoffs.iter().enumerate().step_by(7) {
+            // Every price from the cutoff on replaced: the paths up to it cannot change.
+            let mut changed = prices.clone();
+            for p in &mut changed[cutoff..] {
+                *p *= 3.0;
+            }
+            let again = model.rolling_forecasts(&changed, &cutoffs[..=j], 7);
+            assert_eq!(again[..], held[..=j], "cutoff {cutoff}");
+        }
+        // Between refits alpha is held, and only the initial level and the filter rerun.
+        let logs: Vec<f64> = prices.iter().map(|p| p.ln()).collect();
+        let window = |c: usize| &logs[c.saturating_sub(1000)..c];
+        let refit = ThetaState::fit(window(cutoffs[0]));
+        let at_held = ThetaState::with_alpha(window(cutoffs[3]), refit.alpha, THETA_TREND_WEIGHT);
+        let expected = exp_path(at_held.forecast(7), logs[cutoffs[3] - 1]);
+        assert_eq!(held[3].as_deref(), Some(&expected[..]));
+    }
+
+    #[test]
+    fn held_alphas_measure_errors_like_refitted_ones() {
+        // Calibration's purpose: the errors (and so the bands) of held alphas are those of
+        // refitted ones to within a few percent.
+        use crate::forecast::intervals::{rolling_calibration, CalibrationSettings};
+        let prices = long_prices();
+        let settings = CalibrationSettings::default();
+        for model in [Theta::default(), Theta::ses()] {
+            let every = Theta {
+                refit_every: 1,
+                ..model
+            };
+            let held = rolling_calibration(&model, &prices, 30, &settings).unwrap();
+            let refitted = rolling_calibration(&every, &prices, 30, &settings).unwrap();
+            for h in [1, 7, 30] {
+                let (a, b) = (held.half_width(h, 0.8), refitted.half_width(h, 0.8));
+                assert!((a / b - 1.0).abs() < 0.05, "{h} days: {a} vs {b}");
             }
         }
     }

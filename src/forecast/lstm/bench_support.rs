@@ -2,7 +2,7 @@
 //! nothing else: one 2x64 prediction on each kernel, and the training step's products against
 //! `matrixmultiply`. Not part of the crate's API.
 
-use super::infer::{Packed, Scratch};
+use super::infer::{Packed, PassScratch, Scratch};
 use super::kernel::{panel_gemm_acc, sgemm, Panels};
 use super::network::{Layout, Predictor, SplitMix64};
 use super::quant::{QScratch, Quantized};
@@ -13,6 +13,7 @@ pub struct SpecNet {
     window: Vec<f32>,
     packed: Packed,
     scratch: Scratch,
+    passes: PassScratch,
     batch: Predictor,
     quantized: Option<(Quantized, QScratch)>,
 }
@@ -31,6 +32,7 @@ impl Default for SpecNet {
         Self {
             packed: Packed::new(layout, &params).expect("a 2x64 network packs"),
             scratch: Scratch::default(),
+            passes: PassScratch::default(),
             batch: Predictor::new(layout, 60, 1),
             quantized: Quantized::new(layout, &params).map(|q| (q, QScratch::default())),
             params,
@@ -57,6 +59,23 @@ impl SpecNet {
         let mut y = [0.0f32];
         self.batch.predict(&self.params, &[&self.window], &mut y);
         y[0]
+    }
+
+    /// The last value of a `days`-step forecast on the packed f32 kernel (AVX2 and FMA where the
+    /// CPU has them, else scalar), with the passes side by side when `side_by_side`, else one
+    /// window at a time as before.
+    pub fn f32_path(&mut self, days: usize, side_by_side: bool) -> f32 {
+        if side_by_side {
+            return self.packed.forecast(&self.window, days, &mut self.passes)[days - 1];
+        }
+        let mut w = self.window.clone();
+        let mut y = 0.0;
+        for _ in 0..days {
+            y = self.packed.predict(&w, &mut self.scratch);
+            w.rotate_left(1);
+            w[59] = y;
+        }
+        y
     }
 
     /// The last value of a `days`-step forecast on the int16 kernel; `None` without AVX-512

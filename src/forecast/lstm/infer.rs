@@ -103,6 +103,179 @@ pub(crate) struct Scratch {
     c: Aligned<f32>,
 }
 
+/// Passes of a recursive forecast run side by side (see [`side_by_side`]): enough independent
+/// work per weight load to keep the multiply units busy, few enough that the int16 kernel's
+/// accumulators for the widest block (2 x 16 gate rows per pass) fit in the 32 vector registers.
+/// The f32 kernel takes them four at a time (8 of AVX2's 16 registers).
+pub(super) const PASSES: usize = 8;
+
+/// A network that runs the passes of a recursive forecast side by side, for [`side_by_side`].
+pub(super) trait Passes {
+    /// Clears the cell states of every pass, before a block of passes starts.
+    fn reset(&mut self);
+    /// One time step of every layer for the `ready` passes of the block starting at pass `b0`;
+    /// `done[p]` is the steps pass `p` has taken, and its input is `seq[b0 + p + done[p]]`.
+    fn step(&mut self, seq: &[f32], b0: usize, ready: &[usize], done: &[usize]);
+    /// The network's output from the top hidden state of pass `p`.
+    fn output(&self, p: usize) -> f32;
+}
+
+/// The recursive forecast of `horizon` values after `seq` (the window, `steps` long; the
+/// predictions are appended to it), with its passes side by side.
+///
+/// Pass `j` (the prediction `j` steps after the first) reads `seq[j..j + steps]`; its first
+/// `steps - j` inputs are the known window, so it need not wait for pass `j - 1` until then.
+/// The passes of a block of [`PASSES`] therefore run side by side, every step of every ready
+/// pass in one batched product per gate matrix: each weight loaded serves up to 8 passes, and
+/// the cells of different passes (a long dependency chain each) overlap. A 7-day forecast takes
+/// 66 batched steps instead of 420 single ones, with every pass doing exactly the arithmetic it
+/// does alone.
+pub(super) fn side_by_side(
+    net: &mut impl Passes,
+    seq: &mut Vec<f32>,
+    steps: usize,
+    horizon: usize,
+) {
+    for b0 in (0..horizon).step_by(PASSES) {
+        let n = PASSES.min(horizon - b0);
+        let mut done = [0usize; PASSES];
+        net.reset();
+        loop {
+            // Ready: passes with steps left whose next input is known. The lowest unfinished
+            // pass always is, and passes finish in order, one per step at most.
+            let mut ready = [0usize; PASSES];
+            let mut count = 0;
+            for (p, &d) in done.iter().enumerate().take(n) {
+                if d < steps && b0 + p + d < seq.len() {
+                    ready[count] = p;
+                    count += 1;
+                }
+            }
+            if count == 0 {
+                break;
+            }
+            let ready = &ready[..count];
+            net.step(seq, b0, ready, &done);
+            for &p in ready {
+                done[p] += 1;
+                if done[p] == steps {
+                    seq.push(net.output(p));
+                }
+            }
+        }
+    }
+}
+
+/// Buffers of one f32 forecast with its passes side by side, reused across calls. Per-pass
+/// buffers are `[pass][unit]` (or `[pass][row]`) for the [`PASSES`] passes of a block.
+#[derive(Default)]
+pub(crate) struct PassScratch {
+    /// The window followed by the values predicted so far.
+    seq: Vec<f32>,
+    /// Per layer: cell and hidden states.
+    c: Vec<Aligned<f32>>,
+    h: Vec<Aligned<f32>>,
+    /// Input projection plus bias of the layer being computed, and the gates.
+    pre: Aligned<f32>,
+    gates: Aligned<f32>,
+}
+
+impl PassScratch {
+    fn shape(&mut self, layers: usize, hidden: usize) {
+        self.c.resize_with(layers, Aligned::default);
+        self.h.resize_with(layers, Aligned::default);
+        for l in 0..layers {
+            self.c[l].set_len(PASSES * hidden);
+            self.h[l].set_len(PASSES * hidden);
+        }
+        self.pre.set_len(PASSES * 4 * hidden);
+        self.gates.set_len(PASSES * 4 * hidden);
+    }
+}
+
+/// One f32 forecast in progress: the network, its buffers and the kernel.
+struct Run<'a> {
+    net: &'a Packed,
+    c: &'a mut [Aligned<f32>],
+    h: &'a mut [Aligned<f32>],
+    pre: &'a mut [f32],
+    gates: &'a mut [f32],
+    avx2: bool,
+}
+
+impl Passes for Run<'_> {
+    fn reset(&mut self) {
+        for c in self.c.iter_mut() {
+            c.fill(0.0);
+        }
+    }
+
+    fn step(&mut self, seq: &[f32], b0: usize, ready: &[usize], done: &[usize]) {
+        let (net, h) = (self.net, self.net.hidden);
+        let g = 4 * h;
+        for &p in ready {
+            let x = seq[b0 + p + done[p]];
+            net.ends
+                .project_input(&[x], &mut self.pre[p * g..(p + 1) * g]);
+        }
+        let mut later = [0usize; PASSES];
+        let mut continuing = 0;
+        for &p in ready.iter().filter(|&&p| done[p] > 0) {
+            later[continuing] = p;
+            continuing += 1;
+        }
+        for l in 0..net.layers {
+            if l > 0 {
+                let (below, _) = self.h.split_at(l);
+                let input = &below[l - 1];
+                let bias = &net.ends.bias[l];
+                rows(
+                    self.avx2,
+                    h,
+                    &net.w_ih[l],
+                    input,
+                    ready,
+                    (bias, 0),
+                    self.pre,
+                );
+            }
+            // A pass's first step has no previous hidden state: its gates are `pre` alone.
+            for &p in ready.iter().filter(|&&p| done[p] == 0) {
+                let r = p * g..(p + 1) * g;
+                self.gates[r.clone()].copy_from_slice(&self.pre[r]);
+            }
+            if continuing > 0 {
+                let passes = &later[..continuing];
+                rows(
+                    self.avx2,
+                    h,
+                    &net.w_hh[l],
+                    &self.h[l],
+                    passes,
+                    (self.pre, g),
+                    self.gates,
+                );
+            }
+            for &p in ready {
+                let u = p * h..(p + 1) * h;
+                cell(
+                    self.avx2,
+                    &self.gates[p * g..(p + 1) * g],
+                    &mut self.c[l][u.clone()],
+                    &mut self.h[l][u],
+                );
+            }
+        }
+    }
+
+    fn output(&self, p: usize) -> f32 {
+        let h = self.net.hidden;
+        self.net
+            .ends
+            .output(&self.h[self.net.layers - 1][p * h..(p + 1) * h])
+    }
+}
+
 /// Position of gate row `row` (PyTorch order: gate-major, `q * hidden + unit`) in an interleaved
 /// gate vector.
 pub(super) fn interleaved(hidden: usize, row: usize) -> usize {
@@ -198,6 +371,53 @@ impl Packed {
             }
         }
         self.ends.output(&s.seq[(steps - 1) * h..steps * h])
+    }
+
+    /// The recursive forecast (network units): `horizon` one-step predictions, each appended to
+    /// the window in place of its oldest value for the next, with the passes side by side
+    /// ([`side_by_side`]); exactly what [`Self::predict`] on each shifted window gives.
+    pub fn forecast<'s>(
+        &self,
+        window: &[f32],
+        horizon: usize,
+        s: &'s mut PassScratch,
+    ) -> &'s [f32] {
+        self.forecast_with(window, horizon, s, has_avx2_fma())
+    }
+
+    /// [`Self::forecast`], on the AVX2 kernels only when `avx2`.
+    pub(crate) fn forecast_with<'s>(
+        &self,
+        window: &[f32],
+        horizon: usize,
+        s: &'s mut PassScratch,
+        avx2: bool,
+    ) -> &'s [f32] {
+        let steps = window.len();
+        s.seq.clear();
+        s.seq.extend_from_slice(window);
+        if steps == 0 {
+            s.seq.resize(horizon, self.ends.bias_only());
+            return &s.seq;
+        }
+        s.shape(self.layers, self.hidden);
+        let PassScratch {
+            seq,
+            c,
+            h,
+            pre,
+            gates,
+        } = s;
+        let mut run = Run {
+            net: self,
+            c,
+            h,
+            pre,
+            gates,
+            avx2,
+        };
+        side_by_side(&mut run, seq, steps, horizon);
+        &s.seq[steps..]
     }
 }
 
@@ -302,6 +522,70 @@ fn step(
             c[j] = f * c[j] + i * gg;
             h_out[j] = o * fast_tanh(c[j]);
         }
+    }
+}
+
+/// For every pass `p` in `passes`: `out[p] = base[p] + x[p] W`, `W` packed
+/// `[block][k][gate][unit]` (`h x 4h`), `x` `[pass][k]`, `out` `[pass][row]`, and `base`
+/// `(values, stride)`, stride 0 for one row shared by every pass. Each element sums in the order
+/// [`step`] and [`project`] do, so a batched pass equals the single one bit for bit.
+fn rows(
+    avx2: bool,
+    h: usize,
+    w: &[f32],
+    x: &[f32],
+    passes: &[usize],
+    (base, stride): (&[f32], usize),
+    out: &mut [f32],
+) {
+    let g = 4 * h;
+    assert!(w.len() == h * g && h.is_multiple_of(BLOCK) && passes.len() <= PASSES);
+    for &p in passes {
+        assert!((p + 1) * h <= x.len() && p * stride + g <= base.len() && (p + 1) * g <= out.len());
+    }
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: AVX2 and FMA are present; the asserts above bound every access.
+        unsafe { simd::rows(h, w, x, passes, (base, stride), out) };
+        return;
+    }
+    let _ = avx2;
+    for &p in passes {
+        let xp = &x[p * h..(p + 1) * h];
+        let o = &mut out[p * g..(p + 1) * g];
+        o.copy_from_slice(&base[p * stride..p * stride + g]);
+        for jb in 0..h / BLOCK {
+            let ob = &mut o[jb * 4 * BLOCK..(jb + 1) * 4 * BLOCK];
+            for (k, &xk) in xp.iter().enumerate() {
+                let wk = &w[(jb * h + k) * 4 * BLOCK..(jb * h + k + 1) * 4 * BLOCK];
+                for (a, wv) in ob.iter_mut().zip(wk) {
+                    *a += xk * wv;
+                }
+            }
+        }
+    }
+}
+
+/// The gate non-linearities and cell update of every unit from the interleaved `gates`, as
+/// [`step`] does them after its product.
+fn cell(avx2: bool, gates: &[f32], c: &mut [f32], h_out: &mut [f32]) {
+    let h = c.len();
+    assert!(gates.len() == 4 * h && h_out.len() == h && h.is_multiple_of(BLOCK));
+    #[cfg(target_arch = "x86_64")]
+    if avx2 {
+        // SAFETY: AVX2 and FMA are present; the assert above bounds every access.
+        unsafe { simd::cell(gates, c, h_out) };
+        return;
+    }
+    let _ = avx2;
+    for j in 0..h {
+        let base = (j / BLOCK) * 4 * BLOCK + j % BLOCK;
+        let i = fast_sigmoid(gates[base]);
+        let f = fast_sigmoid(gates[base + BLOCK]);
+        let gg = fast_tanh(gates[base + 2 * BLOCK]);
+        let o = fast_sigmoid(gates[base + 3 * BLOCK]);
+        c[j] = f * c[j] + i * gg;
+        h_out[j] = o * fast_tanh(c[j]);
     }
 }
 
@@ -419,6 +703,93 @@ mod simd {
             }
         }
     }
+    /// See [`super::rows`]; the caller checked all extents.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn rows(
+        h: usize,
+        w: &[f32],
+        x: &[f32],
+        passes: &[usize],
+        (base, stride): (&[f32], usize),
+        out: &mut [f32],
+    ) {
+        let (wp, xp, bp, op) = (w.as_ptr(), x.as_ptr(), base.as_ptr(), out.as_mut_ptr());
+        for group in passes.chunks(4) {
+            // SAFETY: as the caller checked, for every pass of the group.
+            unsafe {
+                match *group {
+                    [a, b, c, d] => rows_of::<4>(h, wp, xp, [a, b, c, d], (bp, stride), op),
+                    [a, b, c] => rows_of::<3>(h, wp, xp, [a, b, c], (bp, stride), op),
+                    [a, b] => rows_of::<2>(h, wp, xp, [a, b], (bp, stride), op),
+                    [a] => rows_of::<1>(h, wp, xp, [a], (bp, stride), op),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    /// [`rows`] for `R` passes at once: every weight vector loaded serves all of them, with
+    /// `2 R` accumulators per 16-column slice.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn rows_of<const R: usize>(
+        h: usize,
+        wp: *const f32,
+        xp: *const f32,
+        passes: [usize; R],
+        (bp, stride): (*const f32, usize),
+        op: *mut f32,
+    ) {
+        let g = 4 * h;
+        // SAFETY (all pointer accesses): pass rows, k < h and columns < g, bounded by the caller.
+        unsafe {
+            for col in (0..g).step_by(16) {
+                let (jb, within) = (col / (4 * BLOCK), col % (4 * BLOCK));
+                let wcol = wp.add(jb * h * 4 * BLOCK + within);
+                let mut acc = [[_mm256_setzero_ps(); 2]; R];
+                for (a, &p) in acc.iter_mut().zip(&passes) {
+                    let b = bp.add(p * stride + col);
+                    *a = [_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8))];
+                }
+                for k in 0..h {
+                    let wk = wcol.add(k * 4 * BLOCK);
+                    let (w0, w1) = (_mm256_loadu_ps(wk), _mm256_loadu_ps(wk.add(8)));
+                    for (a, &p) in acc.iter_mut().zip(&passes) {
+                        let x = _mm256_set1_ps(*xp.add(p * h + k));
+                        a[0] = _mm256_fmadd_ps(x, w0, a[0]);
+                        a[1] = _mm256_fmadd_ps(x, w1, a[1]);
+                    }
+                }
+                for (a, &p) in acc.iter().zip(&passes) {
+                    let o = op.add(p * g + col);
+                    _mm256_storeu_ps(o, a[0]);
+                    _mm256_storeu_ps(o.add(8), a[1]);
+                }
+            }
+        }
+    }
+
+    /// See [`super::cell`]; the caller checked all extents.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn cell(gates: &[f32], c: &mut [f32], h_out: &mut [f32]) {
+        let (gp, cp, op) = (gates.as_ptr(), c.as_mut_ptr(), h_out.as_mut_ptr());
+        // SAFETY (all pointer accesses): unit < c.len(), gate row < 4 c.len(), as checked.
+        unsafe {
+            for jb in 0..c.len() / BLOCK {
+                let gb = gp.add(jb * 4 * BLOCK);
+                for s in 0..2 {
+                    let i = sigmoid8(_mm256_loadu_ps(gb.add(8 * s)));
+                    let f = sigmoid8(_mm256_loadu_ps(gb.add(BLOCK + 8 * s)));
+                    let g = tanh8(_mm256_loadu_ps(gb.add(2 * BLOCK + 8 * s)));
+                    let o = sigmoid8(_mm256_loadu_ps(gb.add(3 * BLOCK + 8 * s)));
+                    let cj = cp.add(jb * BLOCK + 8 * s);
+                    let c_new = _mm256_fmadd_ps(f, _mm256_loadu_ps(cj), _mm256_mul_ps(i, g));
+                    _mm256_storeu_ps(cj, c_new);
+                    _mm256_storeu_ps(op.add(jb * BLOCK + 8 * s), _mm256_mul_ps(o, tanh8(c_new)));
+                }
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -461,6 +832,51 @@ mod tests {
                 .map(|_| (0..steps).map(|_| rng.next_f32()).collect())
                 .collect();
             check(layout, steps, &params, &windows);
+        }
+    }
+
+    #[test]
+    fn side_by_side_passes_equal_one_pass_at_a_time() {
+        let f = load_fixture("spec");
+        let mut nets = vec![(f.layout, f.params.clone())];
+        for (hidden, layers) in [(16, 1), (32, 3)] {
+            let layout = Layout { hidden, layers };
+            let mut rng = SplitMix64(7 * hidden as u64);
+            let params = (0..layout.len())
+                .map(|_| (rng.next_f32() - 0.5) * 0.6)
+                .collect();
+            nets.push((layout, params));
+        }
+        let mut rng = SplitMix64(3);
+        let window: Vec<f32> = (0..f.steps).map(|_| rng.next_f32() - 0.5).collect();
+        let (mut one, mut many) = (Scratch::default(), PassScratch::default());
+        for (layout, params) in &nets {
+            let packed = Packed::new(*layout, params).unwrap();
+            for avx2 in [false, has_avx2_fma()] {
+                for horizon in [1, 7, 8, 9, 30] {
+                    // The plain recursion: predict, shift the window, append.
+                    let mut w = window.clone();
+                    let want: Vec<f32> = (0..horizon)
+                        .map(|_| {
+                            let y = packed.predict_with(&w, &mut one, avx2);
+                            w.rotate_left(1);
+                            *w.last_mut().unwrap() = y;
+                            y
+                        })
+                        .collect();
+                    let got = packed.forecast_with(&window, horizon, &mut many, avx2);
+                    assert_eq!(got, &want[..], "{layout:?}, avx2 {avx2}, {horizon} days");
+                }
+                // Windows shorter than the horizon: later passes read earlier predictions only.
+                let short = &window[..3];
+                let got = packed.forecast_with(short, 8, &mut many, avx2).to_vec();
+                let mut w = short.to_vec();
+                for (d, y) in got.iter().enumerate() {
+                    assert_eq!(*y, packed.predict_with(&w, &mut one, avx2), "day {d}");
+                    w.rotate_left(1);
+                    *w.last_mut().unwrap() = *y;
+                }
+            }
         }
     }
 

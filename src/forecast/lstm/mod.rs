@@ -379,7 +379,9 @@ impl TrainedLstm {
         if let Some(packed) = packed {
             SCRATCH.with(|cell| {
                 let scratch = &mut *cell.borrow_mut();
-                recurse(&mut window, horizon, push, |w| packed.predict(w, scratch));
+                for &y in packed.forecast(&window, horizon, scratch) {
+                    push(y);
+                }
             });
             return;
         }
@@ -607,9 +609,9 @@ thread_local! {
     /// (hidden sizes the packed kernels do not cover).
     static PREDICTOR: std::cell::RefCell<Option<(Layout, usize, Predictor)>> =
         const { std::cell::RefCell::new(None) };
-    /// Buffers of the packed single-window path, reused by every forecast on the thread.
-    static SCRATCH: std::cell::RefCell<infer::Scratch> =
-        std::cell::RefCell::new(infer::Scratch::default());
+    /// Buffers of the packed f32 path, reused by every forecast on the thread.
+    static SCRATCH: std::cell::RefCell<infer::PassScratch> =
+        std::cell::RefCell::new(infer::PassScratch::default());
     /// The same for the int16 path.
     static QSCRATCH: std::cell::RefCell<quant::QScratch> =
         std::cell::RefCell::new(quant::QScratch::default());

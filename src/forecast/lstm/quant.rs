@@ -18,7 +18,7 @@
 //! validation and backtests use.
 
 use super::aligned::Aligned;
-use super::infer::{interleaved, Ends, BLOCK};
+use super::infer::{interleaved, side_by_side, Ends, Passes, BLOCK, PASSES};
 use super::kernel::{fast_sigmoid, fast_tanh};
 use super::network::Layout;
 
@@ -89,11 +89,6 @@ pub(crate) struct Quantized {
     ends: Ends,
 }
 
-/// Recursive passes computed together (see [`Quantized::forecast`]): enough independent work
-/// per weight load to keep the multiply units busy, few enough that the accumulators of the
-/// widest block (2 x 16 gate rows per pass) fit in the 32 vector registers.
-const PASSES: usize = 8;
-
 /// Buffers of one int16 forecast, reused across calls. Per-pass buffers are `[pass][unit]` (or
 /// `[pass][row]`) for the [`PASSES`] passes of a block.
 #[derive(Default)]
@@ -156,15 +151,8 @@ impl Quantized {
     }
 
     /// The recursive forecast (scaled units): `horizon` one-step predictions, each appended to
-    /// the window in place of its oldest value for the next, on the VNNI kernel.
-    ///
-    /// Pass `j` (the prediction `j` steps after the first) reads `seq[j..j + steps]` of
-    /// `seq = window ++ predictions`; its first `steps - j` inputs are the known window, so it
-    /// need not wait for pass `j - 1` until then. The passes of a block of [`PASSES`] therefore
-    /// run side by side, every step of every ready pass in one batched product per gate matrix:
-    /// each weight loaded serves up to 8 passes, and the cells of different passes (a long
-    /// dependency chain each) overlap. A 7-day forecast takes 66 batched steps instead of 420
-    /// single ones, with every pass doing exactly the arithmetic it does alone.
+    /// the window in place of its oldest value for the next, on the VNNI kernel, with the passes
+    /// side by side ([`side_by_side`]).
     pub fn forecast<'s>(&self, window: &[f32], horizon: usize, s: &'s mut QScratch) -> &'s [f32] {
         self.forecast_with(window, horizon, s, true)
     }
@@ -185,45 +173,23 @@ impl Quantized {
             return &s.seq;
         }
         s.shape(self.layers, self.hidden);
-        let h = self.hidden;
-        for b0 in (0..horizon).step_by(PASSES) {
-            let n = PASSES.min(horizon - b0);
-            let mut done = [0usize; PASSES];
-            for l in 0..self.layers {
-                s.c[l].fill(0.0);
-            }
-            loop {
-                // Ready: passes with steps left whose next input is known. The lowest
-                // unfinished pass always is, and passes finish in order, one per step at most.
-                let mut ready = [0usize; PASSES];
-                let mut count = 0;
-                for (p, &d) in done.iter().enumerate().take(n) {
-                    if d < steps && b0 + p + d < s.seq.len() {
-                        ready[count] = p;
-                        count += 1;
-                    }
-                }
-                if count == 0 {
-                    break;
-                }
-                let ready = &ready[..count];
-                self.step(b0, ready, &done, s, vnni);
-                for &p in ready {
-                    done[p] += 1;
-                    if done[p] == steps {
-                        let top = &s.h[self.layers - 1][p * h..(p + 1) * h];
-                        let y = self.ends.output(top);
-                        s.seq.push(y);
-                    }
-                }
-            }
-        }
+        let mut seq = std::mem::take(&mut s.seq);
+        side_by_side(&mut QRun { net: self, s, vnni }, &mut seq, steps, horizon);
+        s.seq = seq;
         &s.seq[steps..]
     }
 
     /// One time step of both layers for the `ready` passes of the block starting at pass `b0`
     /// (`done[p]`: steps pass `p` has taken).
-    fn step(&self, b0: usize, ready: &[usize], done: &[usize], s: &mut QScratch, vnni: bool) {
+    fn step(
+        &self,
+        seq: &[f32],
+        b0: usize,
+        ready: &[usize],
+        done: &[usize],
+        s: &mut QScratch,
+        vnni: bool,
+    ) {
         let (h, g) = (self.hidden, 4 * self.hidden);
         let mut later = [0usize; PASSES];
         let mut continuing = 0;
@@ -232,7 +198,7 @@ impl Quantized {
             continuing += 1;
         }
         for &p in ready {
-            let x = s.seq[b0 + p + done[p]];
+            let x = seq[b0 + p + done[p]];
             let pre = &mut s.pre[p * g..(p + 1) * g];
             #[cfg(target_arch = "x86_64")]
             if vnni {
@@ -282,6 +248,32 @@ impl Quantized {
     #[cfg(test)]
     fn predict_with(&self, window: &[f32], s: &mut QScratch, vnni: bool) -> f32 {
         self.forecast_with(window, 1, s, vnni)[0]
+    }
+}
+
+/// One int16 forecast in progress, for [`side_by_side`].
+struct QRun<'a> {
+    net: &'a Quantized,
+    s: &'a mut QScratch,
+    vnni: bool,
+}
+
+impl Passes for QRun<'_> {
+    fn reset(&mut self) {
+        for c in &mut self.s.c {
+            c.fill(0.0);
+        }
+    }
+
+    fn step(&mut self, seq: &[f32], b0: usize, ready: &[usize], done: &[usize]) {
+        self.net.step(seq, b0, ready, done, self.s, self.vnni);
+    }
+
+    fn output(&self, p: usize) -> f32 {
+        let h = self.net.hidden;
+        self.net
+            .ends
+            .output(&self.s.h[self.net.layers - 1][p * h..(p + 1) * h])
     }
 }
 
