@@ -1,9 +1,13 @@
 //! Trains the SPEC LSTM on the `close` column of a CSV and prints the training time and losses.
 //!
 //! `cargo run --release --example lstm_train -- --csv data/prices/BTC.csv --last 1000
-//!  [--epochs 50] [--threads N] [--batch-size 32] [--quiet]`
+//!  [--epochs 50] [--threads N] [--batch-size 32] [--patience P] [--validation-fraction F]
+//!  [--target levels|log_returns] [--quiet]`
+//!
+//! The defaults are the service's (log-returns, 25% held out, early stopping after 8 epochs
+//! without progress); `bench/lstm_vs_pytorch` sets what its PyTorch script does.
 
-use coinsphere_ml::forecast::lstm::{train, LstmConfig};
+use coinsphere_ml::forecast::lstm::{train, LstmConfig, Target};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -23,6 +27,19 @@ fn main() -> anyhow::Result<()> {
     }
     if let Some(v) = value("--batch-size") {
         config.batch_size = v.parse()?;
+    }
+    if let Some(v) = value("--patience") {
+        config.patience = v.parse()?;
+    }
+    if let Some(v) = value("--validation-fraction") {
+        config.validation_fraction = v.parse()?;
+    }
+    if let Some(v) = value("--target") {
+        config.target = match v {
+            "levels" => Target::Levels,
+            "log_returns" => Target::LogReturns,
+            other => anyhow::bail!("--target: levels or log_returns, not {other}"),
+        };
     }
     let quiet = args.iter().any(|a| a == "--quiet");
     let text = std::fs::read_to_string(csv_path)?;
