@@ -61,7 +61,8 @@ models ${stats_s}, LSTM ${lstm_s}) from the daily closes of the ten coins in
   today's) on the same cutoffs and horizon. Below 1.00 beats naive; 1.02 is 2% worse.
 - **Coverage** = the share of actual prices inside the model's 80% (and 95%) interval. The
   intervals are split-conformal: the model is refitted at 80 earlier cutoffs in the 540 days
-  before the cutoff, and the band at horizon h is the quantile of its |log errors| at h.
+  before the cutoff (SES and theta: their smoothing weight searched at every 10th of them and
+  held in between), and the band at horizon h is the quantile of its |log errors| at h.
 - The LSTM (SPEC section 3: window 60, 2x64, up to 50 epochs, on daily log-returns) is trained
   at every cutoff on the 1,000 prices before it, as the service would train on a 1,000-price
   request, at ${lstm_folds} cutoffs per coin. Its horizon weights (how much of its move is

@@ -15,12 +15,12 @@
 use super::{
     drift::Drift,
     ensemble::Ensemble,
-    intervals::{calibration_origins, rolling_calibration, Calibration, CalibrationSettings},
+    intervals::{calibration_origins, rolling_calibration_in, Calibration, CalibrationSettings},
     log_prices,
     moving_average::MovingAverage,
     naive::Naive,
     theta::Theta,
-    FittedForecaster, ForecastError, Forecaster,
+    FittedForecaster, ForecastError, Forecaster, RollingMemo,
 };
 
 /// Selects among candidates by rolling-origin error at each horizon.
@@ -174,13 +174,16 @@ impl Forecaster for Auto {
         let origin_spacing = origins.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(1);
         let mut fitted = Vec::with_capacity(candidates.len());
         let mut calibrations = Vec::with_capacity(candidates.len());
+        // The ensemble's members are candidates too: their paths are computed once.
+        let mut memo = RollingMemo::default();
         for &c in &candidates {
             fitted.push(c.fit(prices)?);
-            calibrations.push(rolling_calibration(
+            calibrations.push(rolling_calibration_in(
                 c,
                 prices,
                 self.max_horizon,
                 &selection,
+                &mut memo,
             )?);
         }
         let mut auto = FittedAuto {
@@ -194,12 +197,14 @@ impl Forecaster for Auto {
         let mut chosen: Vec<usize> = (1..=self.max_horizon).map(|h| auto.choice(h)).collect();
         chosen.sort_unstable();
         chosen.dedup();
+        let mut memo = RollingMemo::default();
         for i in chosen {
-            auto.interval_calibrations[i] = Some(rolling_calibration(
+            auto.interval_calibrations[i] = Some(rolling_calibration_in(
                 candidates[i],
                 prices,
                 self.max_horizon,
                 &self.settings,
+                &mut memo,
             )?);
         }
         Ok(Box::new(auto))

@@ -45,6 +45,10 @@ impl Forecaster for Drift {
             |logs, reach| FittedDrift::of(logs).predict(reach),
         )
     }
+
+    fn forecast_key(&self) -> Option<String> {
+        Some("drift".into())
+    }
 }
 
 impl FittedDrift {

@@ -5,6 +5,7 @@
 
 use super::{
     exp_path, log_prices, naive::Naive, theta::Theta, FittedForecaster, ForecastError, Forecaster,
+    RollingMemo,
 };
 
 /// The median of its members' paths.
@@ -70,10 +71,31 @@ impl Forecaster for Ensemble {
         cutoffs: &[usize],
         max_horizon: usize,
     ) -> Vec<Option<Vec<f64>>> {
+        self.rolling_forecasts_in(prices, cutoffs, max_horizon, &mut RollingMemo::default())
+    }
+
+    fn forecast_key(&self) -> Option<String> {
+        let keys = self
+            .members
+            .iter()
+            .map(|m| m.forecast_key())
+            .collect::<Option<Vec<String>>>()?;
+        Some(format!("ensemble[{}]", keys.join(", ")))
+    }
+
+    /// The members' paths come from `memo` where another model computed them (auto's SES and
+    /// theta candidates are this ensemble's members).
+    fn rolling_forecasts_in(
+        &self,
+        prices: &[f64],
+        cutoffs: &[usize],
+        max_horizon: usize,
+        memo: &mut RollingMemo,
+    ) -> Vec<Option<Vec<f64>>> {
         let members: Vec<Vec<Option<Vec<f64>>>> = self
             .members
             .iter()
-            .map(|m| m.rolling_forecasts(prices, cutoffs, max_horizon))
+            .map(|m| m.rolling_forecasts_in(prices, cutoffs, max_horizon, memo))
             .collect();
         cutoffs
             .iter()
@@ -184,6 +206,36 @@ mod tests {
             let paths: Vec<&[f64]> = members.iter().map(|m| m[j].as_deref().unwrap()).collect();
             let expected = median_path(&paths, 7.min(700 - cutoff), prices[cutoff - 1].ln());
             assert_eq!(rolling[j].as_deref(), Some(&expected[..]));
+        }
+    }
+
+    #[test]
+    fn members_share_their_paths_through_the_memo() {
+        let prices: Vec<f64> = (0..700)
+            .map(|i| 100.0 * (0.001 * i as f64 + 0.2 * (i as f64 / 23.0).sin()).exp())
+            .collect();
+        let cutoffs: Vec<usize> = (100..700).step_by(11).collect();
+        let ensemble = Ensemble::default();
+        let alone = ensemble.rolling_forecasts(&prices, &cutoffs, 30);
+        // SES computed first, as auto's candidate: the ensemble reuses it and answers the same.
+        let mut memo = RollingMemo::default();
+        let ses = Theta::ses().rolling_forecasts_in(&prices, &cutoffs, 30, &mut memo);
+        assert_eq!(ses, Theta::ses().rolling_forecasts(&prices, &cutoffs, 30));
+        assert_eq!(
+            ensemble.rolling_forecasts_in(&prices, &cutoffs, 30, &mut memo),
+            alone
+        );
+        assert_ne!(Theta::ses().forecast_key(), Theta::default().forecast_key());
+        // Other cutoffs, another horizon or another last price: nothing stale is reused.
+        let mut changed = prices.clone();
+        *changed.last_mut().unwrap() *= 1.5;
+        for (p, c, h) in [
+            (&prices, &cutoffs[1..], 30),
+            (&prices, &cutoffs[..], 7),
+            (&changed, &cutoffs[..], 30),
+        ] {
+            let fresh = ensemble.rolling_forecasts(p, c, h);
+            assert_eq!(ensemble.rolling_forecasts_in(p, c, h, &mut memo), fresh);
         }
     }
 

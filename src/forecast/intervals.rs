@@ -12,7 +12,7 @@
 
 use serde::Serialize;
 
-use super::{log_prices, naive::Naive, FittedForecaster, ForecastError, Forecaster};
+use super::{log_prices, naive::Naive, FittedForecaster, ForecastError, Forecaster, RollingMemo};
 
 /// The interval level used when a request names none.
 pub const DEFAULT_LEVEL: f64 = 0.8;
@@ -219,12 +219,33 @@ pub fn rolling_calibration(
     max_horizon: usize,
     settings: &CalibrationSettings,
 ) -> Result<Calibration, ForecastError> {
+    rolling_calibration_in(
+        model,
+        prices,
+        max_horizon,
+        settings,
+        &mut RollingMemo::default(),
+    )
+}
+
+/// [`rolling_calibration`] with the paths of models calibrated before on the same prices and
+/// settings taken from, and kept in, `memo` ([`Forecaster::rolling_forecasts_in`]).
+///
+/// # Errors
+/// As [`rolling_calibration`].
+pub fn rolling_calibration_in(
+    model: &dyn Forecaster,
+    prices: &[f64],
+    max_horizon: usize,
+    settings: &CalibrationSettings,
+    memo: &mut RollingMemo,
+) -> Result<Calibration, ForecastError> {
     let logs = log_prices(prices, 1)?;
     let min_train = settings.min_train.max(model.min_history());
     let cutoffs = calibration_origins(prices.len(), min_train, settings);
     // A model that cannot fit a prefix contributes no errors from it rather than failing the
     // whole forecast: the remaining origins still calibrate it.
-    let paths = model.rolling_forecasts(prices, &cutoffs, max_horizon);
+    let paths = model.rolling_forecasts_in(prices, &cutoffs, max_horizon, memo);
     Ok(calibration_of(&logs, &cutoffs, paths, max_horizon))
 }
 

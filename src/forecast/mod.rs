@@ -98,6 +98,57 @@ pub trait Forecaster: Send + Sync {
     ) -> Vec<Option<Vec<f64>>> {
         refit_forecasts(self, prices, cutoffs, max_horizon)
     }
+
+    /// What identifies this model's forecasts: its name and every setting that changes them, so
+    /// that two models with equal keys forecast alike (`None`: never shared).
+    fn forecast_key(&self) -> Option<String> {
+        None
+    }
+
+    /// [`Forecaster::rolling_forecasts`], taken from `memo` when a model with the same
+    /// [`Forecaster::forecast_key`] computed them for the same prices, cutoffs and horizon, and
+    /// kept there: auto's candidates and its ensemble's members (SES and theta) share them.
+    fn rolling_forecasts_in(
+        &self,
+        prices: &[f64],
+        cutoffs: &[usize],
+        max_horizon: usize,
+        memo: &mut RollingMemo,
+    ) -> Vec<Option<Vec<f64>>> {
+        let Some(key) = self.forecast_key() else {
+            return self.rolling_forecasts(prices, cutoffs, max_horizon);
+        };
+        memo.scope(prices, cutoffs, max_horizon);
+        if let Some(paths) = memo.paths.get(&key) {
+            return paths.clone();
+        }
+        let paths = self.rolling_forecasts(prices, cutoffs, max_horizon);
+        memo.paths.insert(key, paths.clone());
+        paths
+    }
+}
+
+/// Rolling paths already computed, by [`Forecaster::forecast_key`], for one history, set of
+/// cutoffs and horizon (a memo used with others starts afresh).
+#[derive(Debug, Default)]
+pub struct RollingMemo {
+    /// The history's length and its last price, the cutoffs and the horizon the paths are for.
+    scope: Option<(usize, u64, Vec<usize>, usize)>,
+    paths: std::collections::HashMap<String, Vec<Option<Vec<f64>>>>,
+}
+
+impl RollingMemo {
+    /// Forgets the paths unless they are for these prices, cutoffs and horizon.
+    fn scope(&mut self, prices: &[f64], cutoffs: &[usize], max_horizon: usize) {
+        let last = prices.last().map_or(0, |p| p.to_bits());
+        let same = self.scope.as_ref().is_some_and(|(n, l, c, h)| {
+            *n == prices.len() && *l == last && c[..] == *cutoffs && *h == max_horizon
+        });
+        if !same {
+            self.paths.clear();
+            self.scope = Some((prices.len(), last, cutoffs.to_vec(), max_horizon));
+        }
+    }
 }
 
 /// [`Forecaster::rolling_forecasts`] by fitting `model` at every cutoff.

@@ -54,6 +54,10 @@ impl Forecaster for MovingAverage {
             |logs, reach| self.level_of(logs).predict(reach),
         )
     }
+
+    fn forecast_key(&self) -> Option<String> {
+        Some(format!("moving_average({})", self.window))
+    }
 }
 
 impl MovingAverage {

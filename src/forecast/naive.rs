@@ -41,6 +41,10 @@ impl Forecaster for Naive {
             vec![prices[logs.len() - 1]; reach]
         })
     }
+
+    fn forecast_key(&self) -> Option<String> {
+        Some("naive".into())
+    }
 }
 
 impl FittedForecaster for FittedNaive {

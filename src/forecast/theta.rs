@@ -347,6 +347,10 @@ impl Forecaster for Theta {
             },
         )
     }
+
+    fn forecast_key(&self) -> Option<String> {
+        Some(format!("{self:?}"))
+    }
 }
 
 impl FittedForecaster for FittedTheta {
