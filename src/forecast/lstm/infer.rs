@@ -118,10 +118,12 @@ pub(super) trait Passes {
     fn step(&mut self, seq: &[f32], b0: usize, ready: &[usize], done: &[usize]);
     /// The network's output from the top hidden state of pass `p`.
     fn output(&self, p: usize) -> f32;
+    /// The output for an empty window.
+    fn bias_only(&self) -> f32;
 }
 
-/// The recursive forecast of `horizon` values after `seq` (the window, `steps` long; the
-/// predictions are appended to it), with its passes side by side.
+/// The recursive forecast of `horizon` values after `window`: `seq` becomes the window followed
+/// by the predictions, with the passes side by side.
 ///
 /// Pass `j` (the prediction `j` steps after the first) reads `seq[j..j + steps]`; its first
 /// `steps - j` inputs are the known window, so it need not wait for pass `j - 1` until then.
@@ -132,10 +134,17 @@ pub(super) trait Passes {
 /// does alone.
 pub(super) fn side_by_side(
     net: &mut impl Passes,
+    window: &[f32],
     seq: &mut Vec<f32>,
-    steps: usize,
     horizon: usize,
 ) {
+    let steps = window.len();
+    seq.clear();
+    seq.extend_from_slice(window);
+    if steps == 0 {
+        seq.resize(horizon, net.bias_only());
+        return;
+    }
     for b0 in (0..horizon).step_by(PASSES) {
         let n = PASSES.min(horizon - b0);
         let mut done = [0usize; PASSES];
@@ -274,6 +283,10 @@ impl Passes for Run<'_> {
             .ends
             .output(&self.h[self.net.layers - 1][p * h..(p + 1) * h])
     }
+
+    fn bias_only(&self) -> f32 {
+        self.net.ends.bias_only()
+    }
 }
 
 /// Position of gate row `row` (PyTorch order: gate-major, `q * hidden + unit`) in an interleaved
@@ -393,13 +406,6 @@ impl Packed {
         s: &'s mut PassScratch,
         avx2: bool,
     ) -> &'s [f32] {
-        let steps = window.len();
-        s.seq.clear();
-        s.seq.extend_from_slice(window);
-        if steps == 0 {
-            s.seq.resize(horizon, self.ends.bias_only());
-            return &s.seq;
-        }
         s.shape(self.layers, self.hidden);
         let PassScratch {
             seq,
@@ -416,8 +422,8 @@ impl Packed {
             gates,
             avx2,
         };
-        side_by_side(&mut run, seq, steps, horizon);
-        &s.seq[steps..]
+        side_by_side(&mut run, window, seq, horizon);
+        &s.seq[window.len()..]
     }
 }
 

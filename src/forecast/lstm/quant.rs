@@ -165,18 +165,11 @@ impl Quantized {
         s: &'s mut QScratch,
         vnni: bool,
     ) -> &'s [f32] {
-        let steps = window.len();
-        s.seq.clear();
-        s.seq.extend_from_slice(window);
-        if steps == 0 {
-            s.seq.resize(horizon, self.ends.bias_only());
-            return &s.seq;
-        }
         s.shape(self.layers, self.hidden);
         let mut seq = std::mem::take(&mut s.seq);
-        side_by_side(&mut QRun { net: self, s, vnni }, &mut seq, steps, horizon);
+        side_by_side(&mut QRun { net: self, s, vnni }, window, &mut seq, horizon);
         s.seq = seq;
-        &s.seq[steps..]
+        &s.seq[window.len()..]
     }
 
     /// One time step of both layers for the `ready` passes of the block starting at pass `b0`
@@ -274,6 +267,10 @@ impl Passes for QRun<'_> {
         self.net
             .ends
             .output(&self.s.h[self.net.layers - 1][p * h..(p + 1) * h])
+    }
+
+    fn bias_only(&self) -> f32 {
+        self.net.ends.bias_only()
     }
 }
 
