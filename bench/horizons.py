@@ -23,6 +23,10 @@ server's threads' time on CPU, from /proc/PID/task/*/schedstat, over those reque
 Only one server runs at a time.
 
     cargo build --release && python3 bench/horizons.py [--n 9] [--prices 365 1600] [--days 1 7 30 90]
+        [--models lstm ...]
+
+LSTM_PRECISION=f32 serves the f32 kernel; LSTM_INT16_KERNEL=avx2 the int16 AVX2 kernel on a VNNI
+CPU (what an AVX2-only CPU runs).
 
 REF_PYTHON (default /opt/pyref/bin/python) must have torch, numpy, fastapi, uvicorn and
 statsforecast; without it only ours is measured.
@@ -140,7 +144,7 @@ def ours(closes, a):
         kernel = json.dumps(health.get("lstm_kernel", health.get("model", {}).get("lstm_kernel")))
         out = {}
         for n in a.prices:
-            for model in MODELS:
+            for model in a.models:
                 for days in a.days:
                     out[(model, n, days)] = server.measure(bodies(model, closes[-n:], days, a.n))
         return out, kernel
@@ -210,6 +214,7 @@ def main():
     ap.add_argument("--prices", type=int, nargs="+", default=[365, 1600])
     ap.add_argument("--days", type=int, nargs="+", default=[1, 7, 30, 90])
     ap.add_argument("--bin", default=BIN)
+    ap.add_argument("--models", nargs="+", default=MODELS)
     a = ap.parse_args()
     closes = [float(r["close"]) for r in csv.DictReader(open(os.path.join(ROOT, "data/prices/BTC.csv")))]
     flags = open("/proc/cpuinfo").read().split("flags\t\t: ", 1)[1].split("\n", 1)[0].split()
@@ -218,15 +223,15 @@ def main():
           + " ".join(f for f in flags if f.startswith(("avx", "fma"))))
     have_ref = shutil.which(REF_PYTHON) is not None or os.path.exists(REF_PYTHON)
     mine, kernel = ours(closes, a)
-    ref_lstm = reference_lstm(closes, a) if have_ref else {}
-    ref_stats = reference_stats(closes, a) if have_ref else {}
+    ref_lstm = reference_lstm(closes, a) if have_ref and "lstm" in a.models else {}
+    ref_stats = reference_stats(closes, a) if have_ref and set(a.models) - {"lstm"} else {}
     print(f"ours: lstm kernel {kernel}; median of {a.n} sequential requests (ms), CPU per request (ms)")
     print()
     print("| model | prices | days | ours (ms) | ours CPU (ms) | served as | reference | reference (ms) "
           "| reference CPU (ms) | latency ratio |")
     print("|---|---:|---:|---:|---:|---|---|---:|---:|---:|")
     for n in a.prices:
-        for model in MODELS:
+        for model in a.models:
             for days in a.days:
                 ms, cpu, label = mine[(model, n, days)]
                 if model == "lstm":

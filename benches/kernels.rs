@@ -33,6 +33,11 @@ fn predict(c: &mut Criterion) {
                 b.iter(|| net.int16_path(days))
             });
         }
+        if net.int16_avx2_path(1).is_some() {
+            group.bench_function(format!("int16_avx2_{days}_days"), |b| {
+                b.iter(|| net.int16_avx2_path(days))
+            });
+        }
     }
     group.finish();
 }

@@ -171,7 +171,7 @@ pub struct BuildInfo {
     pub version: &'static str,
     /// `release` or `debug`.
     pub profile: &'static str,
-    /// What cached LSTM forecasts run on (`int16-avx512vnni`, `f32-avx2`, `f32-scalar`).
+    /// What cached LSTM forecasts run on (`int16-avx512vnni`, `int16-avx2`, `f32-avx2`, `f32-scalar`).
     pub lstm_kernel: &'static str,
     /// Where models are stored: `filesystem`, `postgres` or `postgres+s3`.
     pub store: &'static str,

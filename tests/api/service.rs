@@ -33,7 +33,7 @@ async fn health_has_the_contract_keys() {
     assert_eq!(body["device"], "cpu");
     let kernel = body["lstm_kernel"].as_str().unwrap();
     assert!(
-        ["int16-avx512vnni", "f32-avx2", "f32-scalar"].contains(&kernel),
+        ["int16-avx512vnni", "int16-avx2", "f32-avx2", "f32-scalar"].contains(&kernel),
         "{kernel}"
     );
     assert_eq!(body["models_loaded"], 0);

@@ -5,7 +5,7 @@
 use super::infer::{Packed, PassScratch, Scratch};
 use super::kernel::{panel_gemm_acc, sgemm, Panels};
 use super::network::{Layout, Predictor, SplitMix64};
-use super::quant::{QScratch, Quantized};
+use super::quant::{QKernel, QScratch, Quantized};
 
 /// SPEC's 2x64 network with small random weights and a 60-step window, on every kernel.
 pub struct SpecNet {
@@ -78,8 +78,20 @@ impl SpecNet {
         y
     }
 
-    /// The last value of a `days`-step forecast on the int16 kernel; `None` without AVX-512
-    /// VNNI.
+    /// The last value of a `days`-step forecast on the int16 AVX2 kernel; `None` without AVX2
+    /// and FMA.
+    pub fn int16_avx2_path(&mut self, days: usize) -> Option<f32> {
+        let (q, s) = self.quantized.as_mut()?;
+        if !QKernel::Avx2.available() {
+            return None;
+        }
+        q.forecast_with(&self.window, days, s, QKernel::Avx2)
+            .last()
+            .copied()
+    }
+
+    /// The last value of a `days`-step forecast on the fastest int16 kernel; `None` without
+    /// AVX-512 VNNI or AVX2.
     pub fn int16_path(&mut self, days: usize) -> Option<f32> {
         let (q, s) = self.quantized.as_mut()?;
         q.forecast(&self.window, days, s).last().copied()

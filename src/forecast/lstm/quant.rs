@@ -120,12 +120,11 @@ impl QScratch {
 }
 
 impl Quantized {
-    /// Quantises `params`; `None` where this CPU lacks AVX-512 VNNI or the hidden size is not a
+    /// Quantises `params`; `None` where this CPU has no int16 kernel (AVX-512 VNNI or AVX2) or the
+    /// hidden size is not a
     /// multiple of 64 (one chunk of gate rows), so that the caller keeps the f32 path.
     pub fn new(layout: Layout, params: &[f32]) -> Option<Self> {
-        if !supported() {
-            return None;
-        }
+        QKernel::best()?;
         Self::build(layout, params)
     }
 
@@ -154,20 +153,31 @@ impl Quantized {
     /// the window in place of its oldest value for the next, on the VNNI kernel, with the passes
     /// side by side ([`side_by_side`]).
     pub fn forecast<'s>(&self, window: &[f32], horizon: usize, s: &'s mut QScratch) -> &'s [f32] {
-        self.forecast_with(window, horizon, s, true)
+        let kernel = QKernel::best().expect("Quantized::new checked the CPU");
+        self.forecast_with(window, horizon, s, kernel)
     }
 
-    /// [`Self::forecast`]; `vnni` false runs the scalar twin of the same integer arithmetic.
-    fn forecast_with<'s>(
+    /// [`Self::forecast`] on `kernel` ([`QKernel::Scalar`]: the portable twin of the same integer
+    /// arithmetic).
+    pub(crate) fn forecast_with<'s>(
         &self,
         window: &[f32],
         horizon: usize,
         s: &'s mut QScratch,
-        vnni: bool,
+        kernel: QKernel,
     ) -> &'s [f32] {
         s.shape(self.layers, self.hidden);
         let mut seq = std::mem::take(&mut s.seq);
-        side_by_side(&mut QRun { net: self, s, vnni }, window, &mut seq, horizon);
+        side_by_side(
+            &mut QRun {
+                net: self,
+                s,
+                kernel,
+            },
+            window,
+            &mut seq,
+            horizon,
+        );
         s.seq = seq;
         &s.seq[window.len()..]
     }
@@ -181,7 +191,7 @@ impl Quantized {
         ready: &[usize],
         done: &[usize],
         s: &mut QScratch,
-        vnni: bool,
+        kernel: QKernel,
     ) {
         let (h, g) = (self.hidden, 4 * self.hidden);
         let mut later = [0usize; PASSES];
@@ -194,7 +204,7 @@ impl Quantized {
             let x = seq[b0 + p + done[p]];
             let pre = &mut s.pre[p * g..(p + 1) * g];
             #[cfg(target_arch = "x86_64")]
-            if vnni {
+            if kernel == QKernel::Vnni {
                 let (w, bias) = (&self.ends.w_in0, &self.ends.bias[0]);
                 assert!(supported() && w.len() == g && bias.len() == g);
                 // SAFETY: AVX-512 F present (asserted); all three slices are `g` long.
@@ -206,7 +216,7 @@ impl Quantized {
         for l in 0..self.layers {
             if let Some(w_ih) = &self.w_ih[l] {
                 let bias = &self.ends.bias[l];
-                gates(vnni, w_ih, &s.hq[l - 1], ready, (bias, 0), &mut s.pre);
+                gates(kernel, w_ih, &s.hq[l - 1], ready, (bias, 0), &mut s.pre);
             }
             // A pass's first step has no previous hidden state: its gates are `pre` alone.
             for &p in ready.iter().filter(|&&p| done[p] == 0) {
@@ -216,7 +226,7 @@ impl Quantized {
             if continuing > 0 {
                 let passes = &later[..continuing];
                 gates(
-                    vnni,
+                    kernel,
                     &self.w_hh[l],
                     &s.hq[l],
                     passes,
@@ -227,7 +237,7 @@ impl Quantized {
             for &p in ready {
                 let u = p * h..(p + 1) * h;
                 cell(
-                    vnni,
+                    kernel,
                     &s.gates[p * g..(p + 1) * g],
                     &mut s.c[l][u.clone()],
                     &mut s.h[l][u.clone()],
@@ -239,8 +249,8 @@ impl Quantized {
 
     /// One-step prediction (scaled units) for one window.
     #[cfg(test)]
-    fn predict_with(&self, window: &[f32], s: &mut QScratch, vnni: bool) -> f32 {
-        self.forecast_with(window, 1, s, vnni)[0]
+    fn predict_with(&self, window: &[f32], s: &mut QScratch, kernel: QKernel) -> f32 {
+        self.forecast_with(window, 1, s, kernel)[0]
     }
 }
 
@@ -248,7 +258,7 @@ impl Quantized {
 struct QRun<'a> {
     net: &'a Quantized,
     s: &'a mut QScratch,
-    vnni: bool,
+    kernel: QKernel,
 }
 
 impl Passes for QRun<'_> {
@@ -259,7 +269,7 @@ impl Passes for QRun<'_> {
     }
 
     fn step(&mut self, seq: &[f32], b0: usize, ready: &[usize], done: &[usize]) {
-        self.net.step(seq, b0, ready, done, self.s, self.vnni);
+        self.net.step(seq, b0, ready, done, self.s, self.kernel);
     }
 
     fn output(&self, p: usize) -> f32 {
@@ -274,7 +284,68 @@ impl Passes for QRun<'_> {
     }
 }
 
-/// Whether this CPU runs the int16 kernels (AVX-512 F, BW, DQ and VNNI).
+/// The int16 kernels: the same integer products on every one (`vpdpwssd` on AVX-512 VNNI,
+/// `vpmaddwd` + `vpaddd` on AVX2, which wrap alike), with each one's own f32 non-linearities.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum QKernel {
+    /// Portable Rust, the twin the tests hold the others to.
+    #[cfg_attr(not(test), allow(dead_code))]
+    Scalar,
+    /// AVX2 and FMA: 8 gate rows per `vpmaddwd`, the f32 path's `sigmoid8` and `tanh8`.
+    Avx2,
+    /// AVX-512 F, BW, DQ and VNNI.
+    Vnni,
+}
+
+impl QKernel {
+    /// The fastest int16 kernel this CPU runs (`None`: serve f32). `LSTM_INT16_KERNEL=avx2`
+    /// takes the AVX2 kernel on a VNNI CPU, to measure there what an AVX2-only CPU runs.
+    pub(crate) fn best() -> Option<Self> {
+        use std::sync::OnceLock;
+        static FORCE_AVX2: OnceLock<bool> = OnceLock::new();
+        let force_avx2 = *FORCE_AVX2
+            .get_or_init(|| std::env::var("LSTM_INT16_KERNEL").is_ok_and(|v| v == "avx2"));
+        if supported() && !force_avx2 {
+            Some(Self::Vnni)
+        } else if avx2_supported() {
+            Some(Self::Avx2)
+        } else {
+            None
+        }
+    }
+
+    /// The name `/health` reports for it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Scalar => "int16-scalar",
+            Self::Avx2 => "int16-avx2",
+            Self::Vnni => "int16-avx512vnni",
+        }
+    }
+
+    /// Whether this CPU can run it.
+    pub(crate) fn available(self) -> bool {
+        match self {
+            Self::Scalar => true,
+            Self::Avx2 => avx2_supported(),
+            Self::Vnni => supported(),
+        }
+    }
+}
+
+/// Whether this CPU has AVX2 and FMA, for [`QKernel::Avx2`].
+fn avx2_supported() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Whether this CPU runs the AVX-512 VNNI kernels (AVX-512 F, BW, DQ and VNNI).
 pub(crate) fn supported() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -297,7 +368,7 @@ pub(crate) fn supported() -> bool {
 /// for every interleaved gate row `r`. `hq` and `out` are `[pass][k]` and `[pass][row]`;
 /// `base` is `(values, stride)`, stride 0 for one row vector shared by every pass.
 fn gates(
-    vnni: bool,
+    kernel: QKernel,
     w: &QMatrix,
     hq: &[i16],
     passes: &[usize],
@@ -312,14 +383,18 @@ fn gates(
             (p + 1) * k <= hq.len() && p * stride + g <= base.len() && (p + 1) * g <= out.len()
         );
     }
+    assert!(
+        kernel.available(),
+        "{kernel:?} is not available on this CPU"
+    );
     #[cfg(target_arch = "x86_64")]
-    if vnni {
-        assert!(supported(), "the VNNI kernel needs AVX-512 VNNI");
-        // SAFETY: the CPU has AVX-512 F/BW/VNNI (asserted); the asserts above bound every access.
-        unsafe { simd::gates(w, hq, passes, (base, stride), out) };
-        return;
+    match kernel {
+        // SAFETY: the CPU has the kernel's features (asserted); the asserts above bound every
+        // access.
+        QKernel::Vnni => return unsafe { simd::gates(w, hq, passes, (base, stride), out) },
+        QKernel::Avx2 => return unsafe { avx2::gates(w, hq, passes, (base, stride), out) },
+        QKernel::Scalar => {}
     }
-    let _ = vnni;
     for &p in passes {
         let x = &hq[p * k..(p + 1) * k];
         for r in 0..g {
@@ -334,18 +409,22 @@ fn gates(
 
 /// Gate non-linearities and cell update of every unit from the interleaved `gates`; writes the
 /// cell state `c`, the hidden state `h` and its quantised copy `hq`.
-fn cell(vnni: bool, gates: &[f32], c: &mut [f32], h: &mut [f32], hq: &mut [i16]) {
+fn cell(kernel: QKernel, gates: &[f32], c: &mut [f32], h: &mut [f32], hq: &mut [i16]) {
     let units = c.len();
     assert!(gates.len() == 4 * units && h.len() == units && hq.len() == units);
     assert!(units.is_multiple_of(BLOCK));
+    assert!(
+        kernel.available(),
+        "{kernel:?} is not available on this CPU"
+    );
     #[cfg(target_arch = "x86_64")]
-    if vnni {
-        assert!(supported(), "the VNNI kernel needs AVX-512");
-        // SAFETY: AVX-512 F/BW present (asserted); the asserts above bound every access.
-        unsafe { simd::cell(gates, c, h, hq) };
-        return;
+    match kernel {
+        // SAFETY: the CPU has the kernel's features (asserted); the asserts above bound every
+        // access.
+        QKernel::Vnni => return unsafe { simd::cell(gates, c, h, hq) },
+        QKernel::Avx2 => return unsafe { avx2::cell(gates, c, h, hq) },
+        QKernel::Scalar => {}
     }
-    let _ = vnni;
     for j in 0..units {
         let base = (j / BLOCK) * 4 * BLOCK + j % BLOCK;
         let i = fast_sigmoid(gates[base]);
@@ -551,6 +630,138 @@ mod simd {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    //! AVX2 bodies of [`super::gates`] and [`super::cell`]: the integer products of the VNNI
+    //! kernel with `vpmaddwd` (two int16 products summed into an int32, wrapping as `vpdpwssd`
+    //! does) and `vpaddd`, 8 gate rows per vector; the f32 path's non-linearities.
+    use super::super::kernel::simd::{sigmoid8, tanh8};
+    use super::{QMatrix, CHUNK, H_SCALE};
+    use std::arch::x86_64::*;
+
+    /// See [`super::gates`]; the caller checked all extents, the pass count and the CPU. `V`
+    /// row vectors of 8 by `N` passes of accumulators, at most 8 of the 16 registers.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn gates(
+        w: &QMatrix,
+        hq: &[i16],
+        passes: &[usize],
+        base: (&[f32], usize),
+        out: &mut [f32],
+    ) {
+        // SAFETY: as for this function.
+        unsafe {
+            match passes.len() {
+                1 => block::<1, 8>(w, hq, passes, base, out),
+                2 => block::<2, 4>(w, hq, passes, base, out),
+                3 | 4 => {
+                    let (a, b) = passes.split_at(2);
+                    block::<2, 4>(w, hq, a, base, out);
+                    gates(w, hq, b, base, out);
+                }
+                _ => {
+                    let (a, b) = passes.split_at(4);
+                    block::<4, 2>(w, hq, a, base, out);
+                    gates(w, hq, b, base, out);
+                }
+            }
+        }
+    }
+
+    /// [`gates`] for exactly `N` passes, `V` row vectors (`8 V` gate rows) at a time.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn block<const N: usize, const V: usize>(
+        w: &QMatrix,
+        hq: &[i16],
+        passes: &[usize],
+        (base, stride): (&[f32], usize),
+        out: &mut [f32],
+    ) {
+        let (k, g) = (w.k, w.scale.len());
+        let (qp, sp) = (w.q.as_ptr(), w.scale.as_ptr());
+        let mut hp = [hq.as_ptr(); N];
+        let mut bp = [base.as_ptr(); N];
+        let mut op = [out.as_mut_ptr(); N];
+        // SAFETY (all pointer accesses): passes[c] and every row and pair index are within the
+        // extents the caller asserted.
+        unsafe {
+            for c in 0..N {
+                hp[c] = hp[c].add(passes[c] * k);
+                bp[c] = bp[c].add(passes[c] * stride);
+                op[c] = op[c].add(passes[c] * g);
+            }
+            for chunk in 0..g / CHUNK {
+                let wc = qp.add(chunk * k * CHUNK);
+                for rb in 0..CHUNK / (8 * V) {
+                    let mut acc = [[_mm256_setzero_si256(); V]; N];
+                    for pair in 0..k / 2 {
+                        let wk = wc.add(pair * 2 * CHUNK + rb * V * 16);
+                        let mut wv = [_mm256_setzero_si256(); V];
+                        for (v, x) in wv.iter_mut().enumerate() {
+                            *x = _mm256_loadu_si256(wk.add(16 * v).cast());
+                        }
+                        for c in 0..N {
+                            let x = _mm256_set1_epi32(
+                                hp[c].add(2 * pair).cast::<i32>().read_unaligned(),
+                            );
+                            for v in 0..V {
+                                let product = _mm256_madd_epi16(x, wv[v]);
+                                acc[c][v] = _mm256_add_epi32(acc[c][v], product);
+                            }
+                        }
+                    }
+                    for c in 0..N {
+                        for (v, a) in acc[c].iter().enumerate() {
+                            let o = chunk * CHUNK + (rb * V + v) * 8;
+                            let r = _mm256_fmadd_ps(
+                                _mm256_cvtepi32_ps(*a),
+                                _mm256_loadu_ps(sp.add(o)),
+                                _mm256_loadu_ps(bp[c].add(o)),
+                            );
+                            _mm256_storeu_ps(op[c].add(o), r);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// See [`super::cell`]; the caller checked all extents and the CPU.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn cell(gates: &[f32], c: &mut [f32], h: &mut [f32], hq: &mut [i16]) {
+        let (gp, cp, hp, qp) = (
+            gates.as_ptr(),
+            c.as_mut_ptr(),
+            h.as_mut_ptr(),
+            hq.as_mut_ptr(),
+        );
+        // SAFETY (all pointer accesses): block < units / 16, bounded by the caller.
+        unsafe {
+            for b in 0..c.len() / 16 {
+                let gb = gp.add(64 * b);
+                for s in 0..2 {
+                    let i = sigmoid8(_mm256_loadu_ps(gb.add(8 * s)));
+                    let f = sigmoid8(_mm256_loadu_ps(gb.add(16 + 8 * s)));
+                    let g = tanh8(_mm256_loadu_ps(gb.add(32 + 8 * s)));
+                    let o = sigmoid8(_mm256_loadu_ps(gb.add(48 + 8 * s)));
+                    let u = 16 * b + 8 * s;
+                    let c_new = _mm256_fmadd_ps(f, _mm256_loadu_ps(cp.add(u)), _mm256_mul_ps(i, g));
+                    _mm256_storeu_ps(cp.add(u), c_new);
+                    let hv = _mm256_mul_ps(o, tanh8(c_new));
+                    _mm256_storeu_ps(hp.add(u), hv);
+                    // Rounded to nearest even, then saturated to int16 as `quantise` does;
+                    // `packs` works per 128-bit lane, so the two halves are gathered after.
+                    let q = _mm256_cvtps_epi32(_mm256_mul_ps(hv, _mm256_set1_ps(H_SCALE)));
+                    let packed =
+                        _mm256_permute4x64_epi64::<0b00_00_10_00>(_mm256_packs_epi32(q, q));
+                    _mm_storeu_si128(qp.add(u).cast(), _mm256_castsi256_si128(packed));
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -577,10 +788,9 @@ mod tests {
         let mut worst = 0.0f32;
         for w in windows {
             let y = exact.predict(w, &mut s);
-            let mut got = vec![quant.predict_with(w, &mut qs, false)];
-            if supported() {
-                got.push(quant.predict_with(w, &mut qs, true));
-            }
+            let got: Vec<f32> = kernels()
+                .map(|kernel| quant.predict_with(w, &mut qs, kernel))
+                .collect();
             for q in got {
                 worst = worst.max((q - y).abs() / y.abs().max(1e-2));
             }
@@ -602,11 +812,23 @@ mod tests {
     }
 
     /// The recursive forecast one pass at a time, each pass a horizon-1 forecast on its own.
-    fn one_pass_at_a_time(q: &Quantized, window: &[f32], horizon: usize, vnni: bool) -> Vec<f32> {
+    /// The kernels this CPU runs, the scalar twin first.
+    fn kernels() -> impl Iterator<Item = QKernel> {
+        [QKernel::Scalar, QKernel::Avx2, QKernel::Vnni]
+            .into_iter()
+            .filter(|k| k.available())
+    }
+
+    fn one_pass_at_a_time(
+        q: &Quantized,
+        window: &[f32],
+        horizon: usize,
+        kernel: QKernel,
+    ) -> Vec<f32> {
         let mut w = window.to_vec();
         let mut out = Vec::new();
         for _ in 0..horizon {
-            let y = q.predict_with(&w, &mut QScratch::default(), vnni);
+            let y = q.predict_with(&w, &mut QScratch::default(), kernel);
             out.push(y);
             w.rotate_left(1);
             *w.last_mut().unwrap() = y;
@@ -623,19 +845,42 @@ mod tests {
             let mut rng = SplitMix64(seed + 20);
             let window: Vec<f32> = (0..steps).map(|_| rng.next_f32()).collect();
             let mut scratch = QScratch::default();
-            for vnni in [false, true] {
-                if vnni && !supported() {
-                    continue;
-                }
+            for kernel in kernels() {
                 for horizon in [0, 1, 2, 7, 8, 9, 17] {
-                    let want = one_pass_at_a_time(&quant, &window, horizon, vnni);
-                    let got = quant.forecast_with(&window, horizon, &mut scratch, vnni);
+                    let want = one_pass_at_a_time(&quant, &window, horizon, kernel);
+                    let got = quant.forecast_with(&window, horizon, &mut scratch, kernel);
                     assert_eq!(
                         got,
                         &want[..],
-                        "hidden {hidden}, horizon {horizon}, vnni {vnni}"
+                        "hidden {hidden}, horizon {horizon}, {kernel:?}"
                     );
                 }
+            }
+        }
+    }
+
+    #[test]
+    fn every_kernel_computes_the_same_integer_products() {
+        // The gate products are integers summed in int32 (wrapping alike) and scaled with one
+        // fused multiply-add: every kernel gives the scalar twin's values bit for bit.
+        let (layout, params) = random_net(64, 2, 8, 0.5);
+        let q = QMatrix::new(64, 64, &params[layout.w_hh(1)]);
+        let mut rng = SplitMix64(9);
+        let hq: Vec<i16> = (0..PASSES * 64)
+            .map(|_| ((rng.next_f32() - 0.5) * 65000.0) as i16)
+            .collect();
+        let base: Vec<f32> = (0..PASSES * 256).map(|_| rng.next_f32()).collect();
+        for n in 1..=PASSES {
+            let passes: Vec<usize> = (0..n).map(|p| (p * 3) % PASSES).collect();
+            let mut passes = passes;
+            passes.sort_unstable();
+            passes.dedup();
+            let mut want = vec![0.0f32; PASSES * 256];
+            gates(QKernel::Scalar, &q, &hq, &passes, (&base, 256), &mut want);
+            for kernel in kernels().skip(1) {
+                let mut got = vec![0.0f32; PASSES * 256];
+                gates(kernel, &q, &hq, &passes, (&base, 256), &mut got);
+                assert_eq!(got, want, "{kernel:?}, passes {passes:?}");
             }
         }
     }
@@ -664,7 +909,7 @@ mod tests {
         let windows = [vec![0.5f32; 60]];
         let quant = Quantized::build(layout, &params).unwrap();
         assert!(quant
-            .predict_with(&windows[0], &mut QScratch::default(), false)
+            .predict_with(&windows[0], &mut QScratch::default(), QKernel::Scalar)
             .is_finite());
     }
 

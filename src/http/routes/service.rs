@@ -75,7 +75,7 @@ pub struct Health {
     /// `cpu`.
     #[schema(schema_with = device)]
     device: &'static str,
-    /// What cached LSTM forecasts run on: int16-avx512vnni, f32-avx2 or f32-scalar
+    /// What cached LSTM forecasts run on: int16-avx512vnni, int16-avx2, f32-avx2 or f32-scalar
     /// (LSTM_PRECISION).
     lstm_kernel: &'static str,
     /// MODEL_VERSION.
