@@ -226,13 +226,17 @@ mod tests {
             alone
         );
         assert_ne!(Theta::ses().forecast_key(), Theta::default().forecast_key());
-        // Other cutoffs, another horizon or another last price: nothing stale is reused.
+        // Other cutoffs, another horizon, another last price or another price before it (same
+        // length, same last price): nothing stale is reused.
         let mut changed = prices.clone();
         *changed.last_mut().unwrap() *= 1.5;
+        let mut changed_before = changed.clone();
+        changed_before[300] *= 1.5;
         for (p, c, h) in [
             (&prices, &cutoffs[1..], 30),
             (&prices, &cutoffs[..], 7),
             (&changed, &cutoffs[..], 30),
+            (&changed_before, &cutoffs[..], 30),
         ] {
             let fresh = ensemble.rolling_forecasts(p, c, h);
             assert_eq!(ensemble.rolling_forecasts_in(p, c, h, &mut memo), fresh);

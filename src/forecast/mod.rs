@@ -132,21 +132,27 @@ pub trait Forecaster: Send + Sync {
 /// cutoffs and horizon (a memo used with others starts afresh).
 #[derive(Debug, Default)]
 pub struct RollingMemo {
-    /// The history's length and its last price, the cutoffs and the horizon the paths are for.
-    scope: Option<(usize, u64, Vec<usize>, usize)>,
+    /// The history, the cutoffs and the horizon the paths are for.
+    scope: Option<(Vec<f64>, Vec<usize>, usize)>,
     paths: std::collections::HashMap<String, Vec<Option<Vec<f64>>>>,
 }
 
 impl RollingMemo {
     /// Forgets the paths unless they are for these prices, cutoffs and horizon.
+    /// Compared in full (bitwise for the prices): a history of the same length and last price
+    /// is not the same history.
     fn scope(&mut self, prices: &[f64], cutoffs: &[usize], max_horizon: usize) {
-        let last = prices.last().map_or(0, |p| p.to_bits());
-        let same = self.scope.as_ref().is_some_and(|(n, l, c, h)| {
-            *n == prices.len() && *l == last && c[..] == *cutoffs && *h == max_horizon
+        let same = self.scope.as_ref().is_some_and(|(p, c, h)| {
+            p.len() == prices.len()
+                && p.iter()
+                    .zip(prices)
+                    .all(|(a, b)| a.to_bits() == b.to_bits())
+                && c[..] == *cutoffs
+                && *h == max_horizon
         });
         if !same {
             self.paths.clear();
-            self.scope = Some((prices.len(), last, cutoffs.to_vec(), max_horizon));
+            self.scope = Some((prices.to_vec(), cutoffs.to_vec(), max_horizon));
         }
     }
 }

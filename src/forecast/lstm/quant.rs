@@ -442,10 +442,28 @@ fn quantise(h: f32) -> i16 {
     (h * H_SCALE).round_ties_even().clamp(-32768.0, 32767.0) as i16
 }
 
+/// Where the rows of each of `passes` start: in `hq` (`[pass][k]`), in `base` (`(values,
+/// stride)`) and in `out` (`[pass][g]`), for the SIMD bodies of [`gates`]. Bounds-checked here;
+/// the caller checked that a whole row fits after each.
+#[cfg(target_arch = "x86_64")]
+fn pass_rows<const N: usize>(
+    k: usize,
+    g: usize,
+    hq: &[i16],
+    passes: &[usize],
+    (base, stride): (&[f32], usize),
+    out: &mut [f32],
+) -> ([*const i16; N], [*const f32; N], [*mut f32; N]) {
+    let hp = std::array::from_fn(|c| hq[passes[c] * k..].as_ptr());
+    let bp = std::array::from_fn(|c| base[passes[c] * stride..].as_ptr());
+    let op = std::array::from_fn(|c| out[passes[c] * g..].as_mut_ptr());
+    (hp, bp, op)
+}
+
 #[cfg(target_arch = "x86_64")]
 mod simd {
     //! AVX-512 bodies of [`super::gates`] and [`super::cell`].
-    use super::{QMatrix, CHUNK, H_SCALE};
+    use super::{pass_rows, QMatrix, CHUNK, H_SCALE};
     use std::arch::x86_64::*;
 
     const _: () = assert!(CHUNK == 256 && super::BLOCK == 16);
@@ -484,22 +502,15 @@ mod simd {
         w: &QMatrix,
         hq: &[i16],
         passes: &[usize],
-        (base, stride): (&[f32], usize),
+        base: (&[f32], usize),
         out: &mut [f32],
     ) {
         let (k, g) = (w.k, w.scale.len());
         let (qp, sp) = (w.q.as_ptr(), w.scale.as_ptr());
-        let mut hp = [hq.as_ptr(); N];
-        let mut bp = [base.as_ptr(); N];
-        let mut op = [out.as_mut_ptr(); N];
+        let (hp, bp, op) = pass_rows::<N>(k, g, hq, passes, base, out);
         // SAFETY (all pointer accesses): passes[c] and every row and pair index are within the
         // extents the caller asserted.
         unsafe {
-            for c in 0..N {
-                hp[c] = hp[c].add(passes[c] * k);
-                bp[c] = bp[c].add(passes[c] * stride);
-                op[c] = op[c].add(passes[c] * g);
-            }
             for chunk in 0..g / CHUNK {
                 let wc = qp.add(chunk * k * CHUNK);
                 for rb in 0..CHUNK / (16 * V) {
@@ -636,7 +647,7 @@ mod avx2 {
     //! kernel with `vpmaddwd` (two int16 products summed into an int32, wrapping as `vpdpwssd`
     //! does) and `vpaddd`, 8 gate rows per vector; the f32 path's non-linearities.
     use super::super::kernel::simd::{sigmoid8, tanh8};
-    use super::{QMatrix, CHUNK, H_SCALE};
+    use super::{pass_rows, QMatrix, CHUNK, H_SCALE};
     use std::arch::x86_64::*;
 
     /// See [`super::gates`]; the caller checked all extents, the pass count and the CPU. `V`
@@ -675,22 +686,15 @@ mod avx2 {
         w: &QMatrix,
         hq: &[i16],
         passes: &[usize],
-        (base, stride): (&[f32], usize),
+        base: (&[f32], usize),
         out: &mut [f32],
     ) {
         let (k, g) = (w.k, w.scale.len());
         let (qp, sp) = (w.q.as_ptr(), w.scale.as_ptr());
-        let mut hp = [hq.as_ptr(); N];
-        let mut bp = [base.as_ptr(); N];
-        let mut op = [out.as_mut_ptr(); N];
+        let (hp, bp, op) = pass_rows::<N>(k, g, hq, passes, base, out);
         // SAFETY (all pointer accesses): passes[c] and every row and pair index are within the
         // extents the caller asserted.
         unsafe {
-            for c in 0..N {
-                hp[c] = hp[c].add(passes[c] * k);
-                bp[c] = bp[c].add(passes[c] * stride);
-                op[c] = op[c].add(passes[c] * g);
-            }
             for chunk in 0..g / CHUNK {
                 let wc = qp.add(chunk * k * CHUNK);
                 for rb in 0..CHUNK / (8 * V) {
