@@ -12,6 +12,8 @@
 //! The intervals come from the chosen candidate's errors over the recent 540 days, like every
 //! other model's, so auto costs two calibrations per candidate and no nested backtest.
 
+use std::sync::Arc;
+
 use super::{
     drift::Drift,
     ensemble::Ensemble,
@@ -20,7 +22,7 @@ use super::{
     moving_average::MovingAverage,
     naive::Naive,
     theta::Theta,
-    FittedForecaster, ForecastError, Forecaster, RollingMemo,
+    FittedForecaster, ForecastError, Forecaster, PathStore, RollingMemo,
 };
 
 /// Selects among candidates by rolling-origin error at each horizon.
@@ -152,6 +154,16 @@ impl Forecaster for Auto {
     }
 
     fn fit(&self, prices: &[f64]) -> Result<Box<dyn FittedForecaster>, ForecastError> {
+        self.fit_with_store(prices, None)
+    }
+
+    /// The candidates' rolling paths come from `store` where an earlier request on the same
+    /// prices before the last cutoff computed them.
+    fn fit_with_store(
+        &self,
+        prices: &[f64],
+        store: Option<&Arc<dyn PathStore>>,
+    ) -> Result<Box<dyn FittedForecaster>, ForecastError> {
         log_prices(prices, self.min_history())?;
         let naive_pos = self.candidates.iter().position(|c| c.name() == "naive");
         let extra_naive: Option<Box<dyn Forecaster>> = match naive_pos {
@@ -175,7 +187,7 @@ impl Forecaster for Auto {
         let mut fitted = Vec::with_capacity(candidates.len());
         let mut calibrations = Vec::with_capacity(candidates.len());
         // The ensemble's members are candidates too: their paths are computed once.
-        let mut memo = RollingMemo::default();
+        let mut memo = RollingMemo::with_store(store);
         for &c in &candidates {
             fitted.push(c.fit(prices)?);
             calibrations.push(rolling_calibration_in(
@@ -197,7 +209,7 @@ impl Forecaster for Auto {
         let mut chosen: Vec<usize> = (1..=self.max_horizon).map(|h| auto.choice(h)).collect();
         chosen.sort_unstable();
         chosen.dedup();
-        let mut memo = RollingMemo::default();
+        let mut memo = RollingMemo::with_store(store);
         for i in chosen {
             auto.interval_calibrations[i] = Some(rolling_calibration_in(
                 candidates[i],

@@ -92,24 +92,26 @@ impl Forecaster for Ensemble {
         max_horizon: usize,
         memo: &mut RollingMemo,
     ) -> Vec<Option<Vec<f64>>> {
-        let members: Vec<Vec<Option<Vec<f64>>>> = self
-            .members
-            .iter()
-            .map(|m| m.rolling_forecasts_in(prices, cutoffs, max_horizon, memo))
-            .collect();
-        cutoffs
-            .iter()
-            .enumerate()
-            .map(|(j, &cutoff)| {
-                let paths = members
-                    .iter()
-                    .map(|m| m[j].as_deref())
-                    .collect::<Option<Vec<&[f64]>>>()?;
-                let reach = max_horizon.min(prices.len() - cutoff);
-                (cutoff >= self.min_history())
-                    .then(|| median_path(&paths, reach, prices[cutoff - 1].ln()))
-            })
-            .collect()
+        memo.shared(self.forecast_key(), prices, cutoffs, max_horizon, |memo| {
+            let members: Vec<Vec<Option<Vec<f64>>>> = self
+                .members
+                .iter()
+                .map(|m| m.rolling_forecasts_in(prices, cutoffs, max_horizon, memo))
+                .collect();
+            cutoffs
+                .iter()
+                .enumerate()
+                .map(|(j, &cutoff)| {
+                    let paths = members
+                        .iter()
+                        .map(|m| m[j].as_deref())
+                        .collect::<Option<Vec<&[f64]>>>()?;
+                    let reach = max_horizon.min(prices.len() - cutoff);
+                    (cutoff >= self.min_history())
+                        .then(|| median_path(&paths, reach, prices[cutoff - 1].ln()))
+                })
+                .collect()
+        })
     }
 }
 

@@ -61,6 +61,10 @@ impl Forecaster for Ets {
             last_log: logs[logs.len() - 1],
         }))
     }
+
+    fn forecast_key(&self) -> Option<String> {
+        Some(format!("{self:?}"))
+    }
 }
 
 impl FittedForecaster for FittedEts {

@@ -12,7 +12,11 @@
 
 use serde::Serialize;
 
-use super::{log_prices, naive::Naive, FittedForecaster, ForecastError, Forecaster, RollingMemo};
+use std::sync::Arc;
+
+use super::{
+    log_prices, naive::Naive, FittedForecaster, ForecastError, Forecaster, PathStore, RollingMemo,
+};
 
 /// The interval level used when a request names none.
 pub const DEFAULT_LEVEL: f64 = 0.8;
@@ -373,15 +377,39 @@ pub fn forecast_with_settings(
     level: f64,
     settings: &CalibrationSettings,
 ) -> Result<IntervalForecast, ForecastError> {
+    forecast_with_store(model, prices, horizon, level, settings, None)
+}
+
+/// [`forecast_with_settings`] with the model's rolling paths taken from, and kept in, `store`
+/// (the service's path cache): a history that differs from one calibrated before only after
+/// its last calibration cutoff (the live last price of a daily history) reuses every path,
+/// and the answer is bit for bit the one computed afresh (tested).
+///
+/// # Errors
+/// As [`forecast_with_intervals`].
+pub fn forecast_with_store(
+    model: &dyn Forecaster,
+    prices: &[f64],
+    horizon: usize,
+    level: f64,
+    settings: &CalibrationSettings,
+    store: Option<&Arc<dyn PathStore>>,
+) -> Result<IntervalForecast, ForecastError> {
     if horizon == 0 {
         return Err(ForecastError::ZeroHorizon);
     }
     if !(level > 0.0 && level < 1.0) {
         return Err(ForecastError::InvalidLevel(level));
     }
-    let fitted = model.fit(prices)?;
+    let fitted = model.fit_with_store(prices, store)?;
     forecast_fitted(fitted.as_ref(), horizon, level, || {
-        rolling_calibration(model, prices, horizon, settings)
+        rolling_calibration_in(
+            model,
+            prices,
+            horizon,
+            settings,
+            &mut RollingMemo::with_store(store),
+        )
     })
 }
 

@@ -21,6 +21,8 @@ pub mod moving_average;
 pub mod naive;
 pub mod theta;
 
+use std::sync::Arc;
+
 use intervals::Calibration;
 
 /// Version of the statistical models' behaviour, reported next to a model's name.
@@ -106,38 +108,164 @@ pub trait Forecaster: Send + Sync {
     }
 
     /// [`Forecaster::rolling_forecasts`], taken from `memo` when a model with the same
-    /// [`Forecaster::forecast_key`] computed them for the same prices, cutoffs and horizon, and
-    /// kept there: auto's candidates and its ensemble's members (SES and theta) share them.
+    /// [`Forecaster::forecast_key`] computed them for the same prices, cutoffs and horizon (or
+    /// from its [`PathStore`], for the same prices before the last cutoff), and kept there:
+    /// auto's candidates and its ensemble's members (SES and theta) share them, and a request
+    /// whose history differs from an earlier one only after its last cutoff reuses them.
     fn rolling_forecasts_in(
         &self,
         prices: &[f64],
         cutoffs: &[usize],
         max_horizon: usize,
         memo: &mut RollingMemo,
-    ) -> Vec<Option<Vec<f64>>> {
-        let Some(key) = self.forecast_key() else {
-            return self.rolling_forecasts(prices, cutoffs, max_horizon);
-        };
-        memo.scope(prices, cutoffs, max_horizon);
-        if let Some(paths) = memo.paths.get(&key) {
-            return paths.clone();
+    ) -> RollingPaths {
+        memo.shared(self.forecast_key(), prices, cutoffs, max_horizon, |_| {
+            self.rolling_forecasts(prices, cutoffs, max_horizon)
+        })
+    }
+
+    /// [`Forecaster::fit`], where the fit measures its own errors (auto) with its rolling paths
+    /// taken from, and kept in, `store`.
+    ///
+    /// # Errors
+    /// As [`Forecaster::fit`].
+    fn fit_with_store(
+        &self,
+        prices: &[f64],
+        store: Option<&Arc<dyn PathStore>>,
+    ) -> Result<Box<dyn FittedForecaster>, ForecastError> {
+        let _ = store;
+        self.fit(prices)
+    }
+}
+
+/// A model's point paths from a set of cutoffs ([`Forecaster::rolling_forecasts`]).
+pub type RollingPaths = Vec<Option<Vec<f64>>>;
+
+/// Rolling paths kept across requests, by what they were computed from ([`PathKey`]): the
+/// service's bounded cache (`registry::stats_cache::PathCache`).
+pub trait PathStore: Send + Sync {
+    /// The paths stored under a key equal to `key`.
+    fn get(&self, key: &PathKey) -> Option<Arc<RollingPaths>>;
+    /// Keeps `paths` under `key`.
+    fn put(&self, key: PathKey, paths: Arc<RollingPaths>);
+}
+
+/// Everything a model's rolling paths depend on: the model ([`Forecaster::forecast_key`]), the
+/// cutoffs, the horizon, the history's length (a path reaches at most its end) and the prices
+/// before the last cutoff, which is all a path may read. Compared in full, the prices bitwise.
+#[derive(Clone, Debug)]
+pub struct PathKey {
+    model: String,
+    cutoffs: Vec<usize>,
+    max_horizon: usize,
+    len: usize,
+    prefix: Arc<[f64]>,
+    hash: u64,
+}
+
+impl PathKey {
+    /// The key of `model`'s paths at `cutoffs` (ascending) on `prices`, whose prefix up to the
+    /// last cutoff is `prefix` with hash `prefix_hash` ([`PathKey::prefix_of`]).
+    fn new(
+        model: String,
+        prices_len: usize,
+        cutoffs: &[usize],
+        max_horizon: usize,
+        (prefix, prefix_hash): (Arc<[f64]>, u64),
+    ) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (&model, cutoffs, max_horizon, prices_len, prefix_hash).hash(&mut h);
+        Self {
+            model,
+            cutoffs: cutoffs.to_vec(),
+            max_horizon,
+            len: prices_len,
+            prefix,
+            hash: h.finish(),
         }
-        let paths = self.rolling_forecasts(prices, cutoffs, max_horizon);
-        memo.paths.insert(key, paths.clone());
-        paths
+    }
+
+    /// The prices before the last of `cutoffs`, and their hash.
+    fn prefix_of(prices: &[f64], cutoffs: &[usize]) -> (Arc<[f64]>, u64) {
+        use std::hash::{Hash, Hasher};
+        let prefix = &prices[..cutoffs.last().copied().unwrap_or(0)];
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        for p in prefix {
+            p.to_bits().hash(&mut h);
+        }
+        (Arc::from(prefix), h.finish())
+    }
+
+    /// A hash of the whole key, for a store's index (equal keys hash alike).
+    pub fn hash_value(&self) -> u64 {
+        self.hash
+    }
+
+    /// Bytes the key and `paths` hold, for a store's budget.
+    pub fn bytes_with(&self, paths: &RollingPaths) -> usize {
+        let f = std::mem::size_of::<f64>();
+        self.prefix.len() * f
+            + self.cutoffs.len() * std::mem::size_of::<usize>()
+            + self.model.len()
+            + paths
+                .iter()
+                .map(|p| {
+                    std::mem::size_of::<Option<Vec<f64>>>() + p.as_ref().map_or(0, |p| p.len() * f)
+                })
+                .sum::<usize>()
+            + std::mem::size_of::<Self>()
+    }
+}
+
+impl PartialEq for PathKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.hash == other.hash
+            && self.model == other.model
+            && self.cutoffs == other.cutoffs
+            && self.max_horizon == other.max_horizon
+            && self.len == other.len
+            && self.prefix.len() == other.prefix.len()
+            && self
+                .prefix
+                .iter()
+                .zip(other.prefix.iter())
+                .all(|(a, b)| a.to_bits() == b.to_bits())
     }
 }
 
 /// Rolling paths already computed, by [`Forecaster::forecast_key`], for one history, set of
-/// cutoffs and horizon (a memo used with others starts afresh).
-#[derive(Debug, Default)]
+/// cutoffs and horizon (a memo used with others starts afresh), backed by an optional
+/// [`PathStore`] shared across requests.
+#[derive(Default)]
 pub struct RollingMemo {
     /// The history, the cutoffs and the horizon the paths are for.
     scope: Option<(Vec<f64>, Vec<usize>, usize)>,
-    paths: std::collections::HashMap<String, Vec<Option<Vec<f64>>>>,
+    paths: std::collections::HashMap<String, RollingPaths>,
+    store: Option<Arc<dyn PathStore>>,
+    /// The scope's prices before its last cutoff and their hash, taken once for the store.
+    prefix: Option<(Arc<[f64]>, u64)>,
+}
+
+impl std::fmt::Debug for RollingMemo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RollingMemo")
+            .field("paths", &self.paths.len())
+            .field("store", &self.store.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl RollingMemo {
+    /// A memo that also looks paths up in, and keeps them in, `store`.
+    pub fn with_store(store: Option<&Arc<dyn PathStore>>) -> Self {
+        Self {
+            store: store.cloned(),
+            ..Self::default()
+        }
+    }
+
     /// Forgets the paths unless they are for these prices, cutoffs and horizon.
     /// Compared in full (bitwise for the prices): a history of the same length and last price
     /// is not the same history.
@@ -152,8 +280,49 @@ impl RollingMemo {
         });
         if !same {
             self.paths.clear();
+            self.prefix = None;
             self.scope = Some((prices.to_vec(), cutoffs.to_vec(), max_horizon));
         }
+    }
+
+    /// The paths of the model with `key` (`None`: never shared, always computed): from this
+    /// memo, else from its store, else from `compute`, kept in both.
+    fn shared(
+        &mut self,
+        key: Option<String>,
+        prices: &[f64],
+        cutoffs: &[usize],
+        max_horizon: usize,
+        compute: impl FnOnce(&mut Self) -> RollingPaths,
+    ) -> RollingPaths {
+        let Some(key) = key else {
+            return compute(self);
+        };
+        self.scope(prices, cutoffs, max_horizon);
+        if let Some(paths) = self.paths.get(&key) {
+            return paths.clone();
+        }
+        let stored = self.store.clone().map(|store| {
+            let prefix = self
+                .prefix
+                .get_or_insert_with(|| PathKey::prefix_of(prices, cutoffs))
+                .clone();
+            let key = PathKey::new(key.clone(), prices.len(), cutoffs, max_horizon, prefix);
+            (store, key)
+        });
+        if let Some((store, path_key)) = &stored {
+            if let Some(paths) = store.get(path_key) {
+                let paths = RollingPaths::clone(&paths);
+                self.paths.insert(key, paths.clone());
+                return paths;
+            }
+        }
+        let paths = compute(self);
+        if let Some((store, path_key)) = stored {
+            store.put(path_key, Arc::new(paths.clone()));
+        }
+        self.paths.insert(key, paths.clone());
+        paths
     }
 }
 

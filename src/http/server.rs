@@ -191,6 +191,7 @@ impl Application {
         subscribe(store.as_ref(), &registry, data.clone());
         let stats_cache = Arc::new(StatsCache::new(
             settings.stats_cache_size,
+            settings.stats_path_cache_mb.saturating_mul(1 << 20),
             Arc::clone(registry.metrics()),
         ));
         let state = AppState {

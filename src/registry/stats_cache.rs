@@ -6,6 +6,13 @@
 //! symbol's daily closes sends the same history until the next close: that history is answered
 //! from here, bit for bit what refitting would give. Entries are compared in full (the prices
 //! too), never by hash alone, and the cache is a bounded LRU (`STATS_CACHE_SIZE` entries).
+//!
+//! Below it, [`PathCache`] keeps each model's rolling paths at its calibration cutoffs. A path
+//! reads only the prices before its cutoff, so a history that differs from one seen before only
+//! in its last price (today's live price, which moves until the close) reuses all of them: the
+//! model is fitted once, on the whole history, and its errors are measured again against the
+//! new price, bit for bit what refitting would give. It is bounded in bytes
+//! (`STATS_PATH_CACHE_MB`).
 
 use std::hash::{Hash, Hasher};
 use std::num::NonZeroUsize;
@@ -14,7 +21,7 @@ use std::sync::{Arc, Mutex};
 use lru::LruCache;
 
 use crate::forecast::intervals::IntervalForecast;
-use crate::forecast::ForecastError;
+use crate::forecast::{ForecastError, PathKey, PathStore, RollingPaths};
 use crate::telemetry::metrics::Metrics;
 
 /// One cached answer and everything it was computed from.
@@ -38,7 +45,81 @@ impl Entry {
 /// The bounded cache of statistical forecasts.
 pub struct StatsCache {
     entries: Mutex<LruCache<u64, Entry>>,
+    paths: Arc<dyn PathStore>,
     metrics: Arc<Metrics>,
+}
+
+/// Rolling calibration paths by [`PathKey`], least recently used first out once they hold more
+/// than the budget.
+pub struct PathCache {
+    inner: Mutex<PathEntries>,
+    budget: usize,
+    metrics: Arc<Metrics>,
+}
+
+struct PathEntries {
+    entries: LruCache<u64, (PathKey, Arc<RollingPaths>, usize)>,
+    bytes: usize,
+}
+
+impl PathCache {
+    /// A cache holding at most `budget` bytes of paths (with their keys), counting hits and
+    /// misses in `ml_stats_path_cache_requests_total{result}` and its size in
+    /// `ml_stats_path_cache_bytes`.
+    pub fn new(budget: usize, metrics: Arc<Metrics>) -> Self {
+        Self {
+            inner: Mutex::new(PathEntries {
+                entries: LruCache::unbounded(),
+                bytes: 0,
+            }),
+            budget,
+            metrics,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, PathEntries> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Bytes held now.
+    pub fn bytes(&self) -> usize {
+        self.lock().bytes
+    }
+}
+
+impl PathStore for PathCache {
+    fn get(&self, key: &PathKey) -> Option<Arc<RollingPaths>> {
+        let found = self
+            .lock()
+            .entries
+            .get(&key.hash_value())
+            .filter(|(k, _, _)| k == key)
+            .map(|(_, paths, _)| Arc::clone(paths));
+        let result = if found.is_some() { "hit" } else { "miss" };
+        self.metrics.stats_paths.inc(&[result]);
+        found
+    }
+
+    fn put(&self, key: PathKey, paths: Arc<RollingPaths>) {
+        let size = key.bytes_with(&paths);
+        if size > self.budget {
+            return;
+        }
+        let mut inner = self.lock();
+        if let Some((_, _, old)) = inner.entries.put(key.hash_value(), (key, paths, size)) {
+            inner.bytes -= old;
+        }
+        inner.bytes += size;
+        while inner.bytes > self.budget {
+            let Some((_, (_, _, freed))) = inner.entries.pop_lru() else {
+                break;
+            };
+            inner.bytes -= freed;
+        }
+        self.metrics.stats_path_bytes.set(inner.bytes as f64);
+    }
 }
 
 impl std::fmt::Debug for StatsCache {
@@ -62,16 +143,18 @@ fn key(model: &str, prices: &[f64], horizon: usize, level: f64) -> u64 {
 impl StatsCache {
     /// A cache of at most `capacity` forecasts, counting hits and misses in
     /// `ml_stats_cache_requests_total{result}`.
-    pub fn new(capacity: NonZeroUsize, metrics: Arc<Metrics>) -> Self {
+    /// Below it, a [`PathCache`] of at most `path_budget` bytes.
+    pub fn new(capacity: NonZeroUsize, path_budget: usize, metrics: Arc<Metrics>) -> Self {
         Self {
             entries: Mutex::new(LruCache::new(capacity)),
+            paths: Arc::new(PathCache::new(path_budget, Arc::clone(&metrics))),
             metrics,
         }
     }
 
     /// The forecast of `model` on `prices`, from memory when this exact request was answered
-    /// before, else from `compute` (which is then remembered if it succeeds). Blocking when
-    /// it computes: call it off the async runtime.
+    /// before, else from `compute` given the [`PathCache`] (the forecast is then remembered if
+    /// it succeeds). Blocking when it computes: call it off the async runtime.
     ///
     /// # Errors
     /// Whatever `compute` returns.
@@ -81,7 +164,7 @@ impl StatsCache {
         prices: &[f64],
         horizon: usize,
         level: f64,
-        compute: impl FnOnce() -> Result<IntervalForecast, ForecastError>,
+        compute: impl FnOnce(&Arc<dyn PathStore>) -> Result<IntervalForecast, ForecastError>,
     ) -> Result<IntervalForecast, ForecastError> {
         let k = key(model, prices, horizon, level);
         {
@@ -98,7 +181,7 @@ impl StatsCache {
         }
         self.metrics.stats_cache.inc(&["miss"]);
         // Outside the lock: a fit takes milliseconds, and other requests go on meanwhile.
-        let forecast = compute()?;
+        let forecast = compute(&self.paths)?;
         self.entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -119,13 +202,16 @@ impl StatsCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::forecast::intervals::forecast_with_intervals;
+    use crate::forecast::intervals::{
+        forecast_with_intervals, forecast_with_store, CalibrationSettings,
+    };
     use crate::forecast::model_by_name;
     use crate::telemetry::metrics::BuildInfo;
 
     fn cache(capacity: usize) -> StatsCache {
         StatsCache::new(
             NonZeroUsize::new(capacity).unwrap(),
+            1 << 20,
             Arc::new(Metrics::new(&BuildInfo::current("f32-scalar"))),
         )
     }
@@ -146,7 +232,7 @@ mod tests {
         let c = cache(8);
         let computed = std::cell::Cell::new(0);
         let ask = |prices: &[f64], horizon, level| {
-            c.get_or_compute("theta", prices, horizon, level, || {
+            c.get_or_compute("theta", prices, horizon, level, |_| {
                 computed.set(computed.get() + 1);
                 Ok(fit("theta", prices, horizon, level))
             })
@@ -172,14 +258,112 @@ mod tests {
         let prices: Vec<f64> = (1..=100).map(f64::from).collect();
         let c = cache(2);
         for horizon in 1..=3 {
-            c.get_or_compute("naive", &prices, horizon, 0.8, || {
+            c.get_or_compute("naive", &prices, horizon, 0.8, |_| {
                 Ok(fit("naive", &prices, horizon, 0.8))
             })
             .unwrap();
         }
         assert_eq!(c.entries.lock().unwrap().len(), 2);
-        let failed = c.get_or_compute("naive", &prices, 9, 0.8, || Err(ForecastError::NotFinite));
+        let failed = c.get_or_compute("naive", &prices, 9, 0.8, |_| Err(ForecastError::NotFinite));
         assert!(failed.is_err());
         assert_eq!(c.entries.lock().unwrap().len(), 2);
+    }
+
+    fn with_paths(
+        name: &str,
+        prices: &[f64],
+        horizon: usize,
+        store: &Arc<dyn PathStore>,
+    ) -> IntervalForecast {
+        forecast_with_store(
+            model_by_name(name).unwrap().as_ref(),
+            prices,
+            horizon,
+            0.8,
+            &CalibrationSettings::default(),
+            Some(store),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_new_last_price_reuses_every_path_and_answers_as_refitting_does() {
+        let prices = crate::prices::repository_last_closes("BTC", 400);
+        let metrics = Arc::new(Metrics::new(&BuildInfo::current("f32-scalar")));
+        let paths = Arc::new(PathCache::new(64 << 20, Arc::clone(&metrics)));
+        let store: Arc<dyn PathStore> = paths.clone();
+        for name in [
+            "naive",
+            "drift",
+            "moving_average",
+            "ses",
+            "theta",
+            "ets",
+            "ensemble",
+            "auto",
+        ] {
+            let first = with_paths(name, &prices, 7, &store);
+            assert_eq!(first, fit(name, &prices, 7, 0.8), "{name}");
+            let misses = metrics.stats_paths.get(&["miss"]);
+            let hits = metrics.stats_paths.get(&["hit"]);
+            // Today's price moves: every path is reused, and the answer is the refitted one.
+            for nudge in [1.0001, 0.97] {
+                let mut live = prices.clone();
+                *live.last_mut().unwrap() *= nudge;
+                let answer = with_paths(name, &live, 7, &store);
+                assert_eq!(answer, fit(name, &live, 7, 0.8), "{name} {nudge}");
+                assert_ne!(answer, first, "{name}: the new price is measured");
+            }
+            assert_eq!(metrics.stats_paths.get(&["miss"]), misses, "{name}");
+            assert!(metrics.stats_paths.get(&["hit"]) > hits, "{name}");
+        }
+        assert!(paths.bytes() > 0);
+        assert_eq!(metrics.stats_path_bytes.get(), paths.bytes() as f64);
+    }
+
+    #[test]
+    fn an_earlier_price_changed_or_another_setting_is_computed_afresh() {
+        let prices = crate::prices::repository_last_closes("ETH", 365);
+        let metrics = Arc::new(Metrics::new(&BuildInfo::current("f32-scalar")));
+        let store: Arc<dyn PathStore> = Arc::new(PathCache::new(64 << 20, Arc::clone(&metrics)));
+        with_paths("theta", &prices, 7, &store);
+        let mut changed = prices.clone();
+        changed[200] *= 1.01;
+        let hits = metrics.stats_paths.get(&["hit"]);
+        assert_eq!(
+            with_paths("theta", &changed, 7, &store),
+            fit("theta", &changed, 7, 0.8)
+        );
+        assert_eq!(
+            with_paths("theta", &prices, 30, &store),
+            fit("theta", &prices, 30, 0.8)
+        );
+        assert_eq!(
+            with_paths("ses", &prices, 7, &store),
+            fit("ses", &prices, 7, 0.8)
+        );
+        assert_eq!(
+            with_paths("theta", &prices[1..], 7, &store),
+            fit("theta", &prices[1..], 7, 0.8)
+        );
+        assert_eq!(metrics.stats_paths.get(&["hit"]), hits, "nothing reused");
+    }
+
+    #[test]
+    fn the_path_cache_stays_within_its_budget() {
+        let metrics = Arc::new(Metrics::new(&BuildInfo::current("f32-scalar")));
+        let paths = Arc::new(PathCache::new(200_000, Arc::clone(&metrics)));
+        let store: Arc<dyn PathStore> = paths.clone();
+        let prices = crate::prices::repository_last_closes("BTC", 600);
+        for days in 1..=12 {
+            with_paths("theta", &prices, days * 7, &store);
+            assert!(paths.bytes() <= 200_000, "{}", paths.bytes());
+        }
+        assert!(paths.bytes() > 100_000, "{}", paths.bytes());
+        // An entry bigger than the whole budget is not kept.
+        let tiny = Arc::new(PathCache::new(100, metrics));
+        let tiny_store: Arc<dyn PathStore> = tiny.clone();
+        with_paths("theta", &prices, 7, &tiny_store);
+        assert_eq!(tiny.bytes(), 0);
     }
 }

@@ -27,6 +27,8 @@ pub mod defaults {
     pub const TRAINING_BATCH_SIZE: usize = 32;
     /// `STATS_CACHE_SIZE`: at 1,600 prices an entry holds 13 kB of them, so 3 MB at most.
     pub const STATS_CACHE_SIZE: usize = 256;
+    /// `STATS_PATH_CACHE_MB`: auto's paths on 1,600 prices hold about 0.4 MB, ETS's 70 kB.
+    pub const STATS_PATH_CACHE_MB: usize = 64;
     /// `PRICES_CACHE_SECS`.
     pub const PRICES_CACHE_SECS: u64 = 60;
     /// `PRICE_HISTORY_DAYS`: what the LSTM trains on (SPEC's 1,000-price model).
@@ -209,6 +211,10 @@ pub struct Settings {
     /// prices, horizon, level) comes back.
     #[arg(long, env = "STATS_CACHE_SIZE", default_value_t = nz(defaults::STATS_CACHE_SIZE))]
     pub stats_cache_size: NonZeroUsize,
+    /// Megabytes of statistical models' rolling calibration paths kept in memory, reused by a
+    /// request whose history differs from one seen before only in its last price (0: none).
+    #[arg(long, env = "STATS_PATH_CACHE_MB", default_value_t = defaults::STATS_PATH_CACHE_MB)]
+    pub stats_path_cache_mb: usize,
     /// Arithmetic of served forecasts.
     #[command(flatten)]
     pub inference: InferenceSettings,
@@ -314,6 +320,7 @@ impl Default for Settings {
             training_queue: defaults::TRAINING_QUEUE,
             model_cache_size: nz(defaults::MODEL_CACHE_SIZE),
             stats_cache_size: nz(defaults::STATS_CACHE_SIZE),
+            stats_path_cache_mb: defaults::STATS_PATH_CACHE_MB,
             inference: InferenceSettings::default(),
             database_url: None,
             database_schema: crate::store::postgres::SchemaName::parse(

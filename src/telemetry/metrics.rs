@@ -235,6 +235,11 @@ pub struct Metrics {
     /// `ml_stats_cache_requests_total{result}`: statistical forecasts answered from memory
     /// (`hit`) or fitted (`miss`).
     pub stats_cache: CounterVec,
+    /// `ml_stats_path_cache_requests_total{result}`: a model's rolling calibration paths taken
+    /// from memory (`hit`) or computed (`miss`).
+    pub stats_paths: CounterVec,
+    /// `ml_stats_path_cache_bytes`: what the rolling paths kept in memory hold.
+    pub stats_path_bytes: Gauge<f64, AtomicU64>,
 }
 
 impl Metrics {
@@ -371,6 +376,19 @@ impl Metrics {
             &["result"],
             Family::default(),
         );
+        let stats_paths = CounterVec::register(
+            &mut registry,
+            "ml_stats_path_cache_requests",
+            "A statistical model's rolling calibration paths taken from memory (hit) or computed (miss).",
+            &["result"],
+            Family::default(),
+        );
+        let stats_path_bytes = Gauge::default();
+        registry.register(
+            "ml_stats_path_cache_bytes",
+            "Bytes of rolling calibration paths kept in memory.",
+            stats_path_bytes.clone(),
+        );
         registry.register_collector(Box::new(process::ProcessCollector::new()));
         Self {
             registry,
@@ -387,6 +405,8 @@ impl Metrics {
             prediction_log,
             price_reads,
             stats_cache,
+            stats_paths,
+            stats_path_bytes,
         }
     }
 

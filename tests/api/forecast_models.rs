@@ -499,7 +499,35 @@ async fn a_repeated_statistical_request_gets_the_same_answer_from_the_cache() {
     for line in [
         "ml_stats_cache_requests_total{result=\"miss\"} 1",
         "ml_stats_cache_requests_total{result=\"hit\"} 1",
+        // Theta's calibration paths were computed once.
+        "ml_stats_path_cache_requests_total{result=\"miss\"} 1",
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }
+}
+
+#[tokio::test]
+async fn a_new_last_price_reuses_the_calibration_paths_and_changes_the_answer() {
+    let app = spawn_app().await;
+    let mut prices = closes("ETH", 400);
+    let mut answers = Vec::new();
+    for _ in 0..2 {
+        let body = json!({"symbol": "eth", "historical_prices": prices, "model": "theta"});
+        let (status, answer) = status_json(app.post_json("/predict", &body).await).await;
+        assert_eq!(status, 200);
+        answers.push(answer);
+        *prices.last_mut().unwrap() *= 1.02;
+    }
+    let current = |a: &Value| a["current_price"].as_f64().unwrap();
+    assert!((current(&answers[1]) / current(&answers[0]) - 1.02).abs() < 1e-9);
+    assert_ne!(answers[0]["forecast"], answers[1]["forecast"]);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for line in [
+        "ml_stats_cache_requests_total{result=\"miss\"} 2",
+        "ml_stats_path_cache_requests_total{result=\"miss\"} 1",
+        "ml_stats_path_cache_requests_total{result=\"hit\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+    assert!(!metrics.contains("ml_stats_path_cache_bytes 0\n"), "{metrics}");
 }

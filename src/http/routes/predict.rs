@@ -22,8 +22,8 @@ use utoipa_axum::routes;
 use super::responses::{QueueFull, TooLarge};
 use crate::contract::{one_of_strings, PredictResponse};
 use crate::domain::{Horizon, PriceSeries, Symbol};
-use crate::forecast::intervals::forecast_with_intervals;
 use crate::forecast::intervals::DEFAULT_LEVEL;
+use crate::forecast::intervals::{forecast_with_store, CalibrationSettings};
 use crate::forecast::{model_by_name, ForecastError, MODEL_NAMES, STATS_MODEL_VERSION};
 use crate::http::body::dto::{PredictRequest, DEFAULT_DAYS_AHEAD, DEFAULT_MODEL};
 use crate::http::body::extract::ApiJson;
@@ -377,9 +377,16 @@ async fn forecast_stats(
     let current_price = current_price(&prices)?;
     let cache = Arc::clone(&state.stats_cache);
     let forecast = tokio::task::spawn_blocking(move || {
-        cache.get_or_compute(name, prices.as_slice(), horizon.get(), level, || {
+        cache.get_or_compute(name, prices.as_slice(), horizon.get(), level, |paths| {
             let model = model_by_name(name)?;
-            forecast_with_intervals(model.as_ref(), prices.as_slice(), horizon.get(), level)
+            forecast_with_store(
+                model.as_ref(),
+                prices.as_slice(),
+                horizon.get(),
+                level,
+                &CalibrationSettings::default(),
+                Some(paths),
+            )
         })
     })
     .await
