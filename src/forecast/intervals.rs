@@ -14,9 +14,7 @@ use serde::Serialize;
 
 use std::sync::Arc;
 
-use super::{
-    log_prices, naive::Naive, FittedForecaster, ForecastError, Forecaster, PathStore, RollingMemo,
-};
+use super::{naive::Naive, FittedForecaster, ForecastError, Forecaster, PathStore, RollingMemo};
 
 /// The interval level used when a request names none.
 pub const DEFAULT_LEVEL: f64 = 0.8;
@@ -244,7 +242,7 @@ pub fn rolling_calibration_in(
     settings: &CalibrationSettings,
     memo: &mut RollingMemo,
 ) -> Result<Calibration, ForecastError> {
-    let logs = log_prices(prices, 1)?;
+    let logs = memo.log_prices(prices)?;
     let min_train = settings.min_train.max(model.min_history());
     let cutoffs = calibration_origins(prices.len(), min_train, settings);
     // A model that cannot fit a prefix contributes no errors from it rather than failing the
@@ -476,7 +474,7 @@ pub(crate) mod tests {
             let direct = naive_calibration(&prices[..n], h, &settings).unwrap();
             let cutoffs = calibration_origins(n, settings.min_train.max(1), &settings);
             let refitted = calibration_of(
-                &log_prices(&prices[..n], 1).unwrap(),
+                &crate::forecast::log_prices(&prices[..n], 1).unwrap(),
                 &cutoffs,
                 refit_forecasts(&Naive, &prices[..n], &cutoffs, h),
                 h,

@@ -226,13 +226,13 @@ impl PartialEq for PathKey {
             && self.cutoffs == other.cutoffs
             && self.max_horizon == other.max_horizon
             && self.len == other.len
-            && self.prefix.len() == other.prefix.len()
-            && self
-                .prefix
-                .iter()
-                .zip(other.prefix.iter())
-                .all(|(a, b)| a.to_bits() == b.to_bits())
+            && same_bits(&self.prefix, &other.prefix)
     }
+}
+
+/// Whether `a` and `b` hold the same numbers, bit for bit.
+fn same_bits(a: &[f64], b: &[f64]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 /// Rolling paths already computed, by [`Forecaster::forecast_key`], for one history, set of
@@ -246,6 +246,8 @@ pub struct RollingMemo {
     store: Option<Arc<dyn PathStore>>,
     /// The scope's prices before its last cutoff and their hash, taken once for the store.
     prefix: Option<(Arc<[f64]>, u64)>,
+    /// The last prices [`RollingMemo::log_prices`] took the logs of, and those logs.
+    logs: Option<(Vec<f64>, Arc<[f64]>)>,
 }
 
 impl std::fmt::Debug for RollingMemo {
@@ -266,17 +268,27 @@ impl RollingMemo {
         }
     }
 
+    /// [`log_prices`] of `prices`, taken once for the calibrations of several models on them.
+    ///
+    /// # Errors
+    /// As [`log_prices`].
+    pub(crate) fn log_prices(&mut self, prices: &[f64]) -> Result<Arc<[f64]>, ForecastError> {
+        if let Some((p, logs)) = &self.logs {
+            if same_bits(p, prices) {
+                return Ok(Arc::clone(logs));
+            }
+        }
+        let logs: Arc<[f64]> = log_prices(prices, 1)?.into();
+        self.logs = Some((prices.to_vec(), Arc::clone(&logs)));
+        Ok(logs)
+    }
+
     /// Forgets the paths unless they are for these prices, cutoffs and horizon.
     /// Compared in full (bitwise for the prices): a history of the same length and last price
     /// is not the same history.
     fn scope(&mut self, prices: &[f64], cutoffs: &[usize], max_horizon: usize) {
         let same = self.scope.as_ref().is_some_and(|(p, c, h)| {
-            p.len() == prices.len()
-                && p.iter()
-                    .zip(prices)
-                    .all(|(a, b)| a.to_bits() == b.to_bits())
-                && c[..] == *cutoffs
-                && *h == max_horizon
+            same_bits(p, prices) && c[..] == *cutoffs && *h == max_horizon
         });
         if !same {
             self.paths.clear();

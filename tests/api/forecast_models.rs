@@ -529,5 +529,8 @@ async fn a_new_last_price_reuses_the_calibration_paths_and_changes_the_answer() 
     ] {
         assert!(metrics.contains(line), "{line} in\n{metrics}");
     }
-    assert!(!metrics.contains("ml_stats_path_cache_bytes 0\n"), "{metrics}");
+    assert!(
+        !metrics.contains("ml_stats_path_cache_bytes 0\n"),
+        "{metrics}"
+    );
 }
