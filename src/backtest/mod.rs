@@ -513,6 +513,35 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_models_rows_do_not_depend_on_which_other_models_run() {
+        // ACCURACY.md's tables come from two runs (the statistical models, and naive with the
+        // LSTM): naive's rows, its volatility terciles included, must be the same in both.
+        let series: Vec<Series> = [("W", 300), ("V", 340)]
+            .into_iter()
+            .map(|(symbol, n)| Series {
+                symbol: symbol.into(),
+                prices: wavy(n)
+                    .iter()
+                    .map(|p| p * (1.0 + 0.01 * (p * 7.0).sin()))
+                    .collect(),
+            })
+            .collect();
+        let run = |names: &[&str]| {
+            let models = models_from_names(names).unwrap();
+            let rows = run_backtest(&series, &models, &small_config(), &|_| {}).unwrap();
+            report::overall(&rows)
+        };
+        let alone = run(&["naive", "theta"]);
+        let with_others = run(&["drift", "ensemble", "theta", "naive", "ses"]);
+        for model in ["naive", "theta"] {
+            let a: Vec<_> = alone.iter().filter(|r| r.model == model).collect();
+            let b: Vec<_> = with_others.iter().filter(|r| r.model == model).collect();
+            assert_eq!(a, b, "{model}");
+            assert!(!a.is_empty());
+        }
+    }
+
+    #[test]
     fn prices_after_a_cutoff_do_not_change_that_folds_forecast() {
         let prices = wavy(300);
         let mut altered = prices.clone();
