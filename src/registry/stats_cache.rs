@@ -205,7 +205,7 @@ mod tests {
     use crate::forecast::intervals::{
         forecast_with_intervals, forecast_with_store, CalibrationSettings,
     };
-    use crate::forecast::model_by_name;
+    use crate::forecast::{model_by_name, MODEL_NAMES};
     use crate::telemetry::metrics::BuildInfo;
 
     fn cache(capacity: usize) -> StatsCache {
@@ -269,6 +269,13 @@ mod tests {
         assert_eq!(c.entries.lock().unwrap().len(), 2);
     }
 
+    /// A path cache of `budget` bytes, its metrics, and the cache as a store.
+    fn path_cache(budget: usize) -> (Arc<Metrics>, Arc<PathCache>, Arc<dyn PathStore>) {
+        let metrics = Arc::new(Metrics::new(&BuildInfo::current("f32-scalar")));
+        let paths = Arc::new(PathCache::new(budget, Arc::clone(&metrics)));
+        (metrics, Arc::clone(&paths), paths)
+    }
+
     fn with_paths(
         name: &str,
         prices: &[f64],
@@ -289,19 +296,8 @@ mod tests {
     #[test]
     fn a_new_last_price_reuses_every_path_and_answers_as_refitting_does() {
         let prices = crate::prices::repository_last_closes("BTC", 400);
-        let metrics = Arc::new(Metrics::new(&BuildInfo::current("f32-scalar")));
-        let paths = Arc::new(PathCache::new(64 << 20, Arc::clone(&metrics)));
-        let store: Arc<dyn PathStore> = paths.clone();
-        for name in [
-            "naive",
-            "drift",
-            "moving_average",
-            "ses",
-            "theta",
-            "ets",
-            "ensemble",
-            "auto",
-        ] {
+        let (metrics, paths, store) = path_cache(64 << 20);
+        for &name in MODEL_NAMES.iter().filter(|&&m| m != "lstm") {
             let first = with_paths(name, &prices, 7, &store);
             assert_eq!(first, fit(name, &prices, 7, 0.8), "{name}");
             let misses = metrics.stats_paths.get(&["miss"]);
@@ -324,8 +320,7 @@ mod tests {
     #[test]
     fn an_earlier_price_changed_or_another_setting_is_computed_afresh() {
         let prices = crate::prices::repository_last_closes("ETH", 365);
-        let metrics = Arc::new(Metrics::new(&BuildInfo::current("f32-scalar")));
-        let store: Arc<dyn PathStore> = Arc::new(PathCache::new(64 << 20, Arc::clone(&metrics)));
+        let (metrics, _, store) = path_cache(64 << 20);
         with_paths("theta", &prices, 7, &store);
         let mut changed = prices.clone();
         changed[200] *= 1.01;
@@ -351,9 +346,7 @@ mod tests {
 
     #[test]
     fn the_path_cache_stays_within_its_budget() {
-        let metrics = Arc::new(Metrics::new(&BuildInfo::current("f32-scalar")));
-        let paths = Arc::new(PathCache::new(200_000, Arc::clone(&metrics)));
-        let store: Arc<dyn PathStore> = paths.clone();
+        let (_, paths, store) = path_cache(200_000);
         let prices = crate::prices::repository_last_closes("BTC", 600);
         for days in 1..=12 {
             with_paths("theta", &prices, days * 7, &store);
@@ -361,8 +354,7 @@ mod tests {
         }
         assert!(paths.bytes() > 100_000, "{}", paths.bytes());
         // An entry bigger than the whole budget is not kept.
-        let tiny = Arc::new(PathCache::new(100, metrics));
-        let tiny_store: Arc<dyn PathStore> = tiny.clone();
+        let (_, tiny, tiny_store) = path_cache(100);
         with_paths("theta", &prices, 7, &tiny_store);
         assert_eq!(tiny.bytes(), 0);
     }
