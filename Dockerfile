@@ -6,6 +6,8 @@ FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 # Build the dependencies once, from the manifests only, so that a source change reuses them.
 COPY Cargo.toml Cargo.lock ./
+# augurs-ets, patched (vendor/augurs-ets/PATCHED.md), is a dependency like the others.
+COPY vendor ./vendor
 RUN mkdir -p src benches \
     && echo 'fn main() {}' > src/main.rs \
     && echo '' > src/lib.rs \
